@@ -1,0 +1,53 @@
+"""HTTP starter: ``POST /orchestrators/{functionName}`` validates the request, then starts it.
+
+Everything is checked before anything starts, and every error is a JSON body
+``{"error": "..."}`` with a status a client can act on.
+"""
+
+
+import json
+import logging
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from site_backup.errors import DirectoryNotAllowed, InvalidBackupRequest
+from site_backup.request import parse_json_body
+from site_backup.service import checked_request
+
+from .names import BACKUP_ORCHESTRATOR
+
+bp = df.Blueprint()
+log = logging.getLogger(__name__)
+
+# Orchestrators meant to be started over HTTP, by lower-case name (function names are case-insensitive).
+STARTABLE = {BACKUP_ORCHESTRATOR.lower(): BACKUP_ORCHESTRATOR}
+
+
+@bp.route(route="orchestrators/{functionName}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Start E2_BackupSiteContent for a directory sent as a JSON string or object."""
+    requested = req.route_params.get("functionName", "")
+    name = STARTABLE.get(requested.lower())
+    if name is None:
+        return json_error(404, f"No orchestrator {requested!r} can be started here; use {BACKUP_ORCHESTRATOR!r}.")
+    try:
+        request = checked_request(parse_json_body(req.get_body()))
+    except InvalidBackupRequest as exc:
+        return json_error(400, str(exc))
+    except DirectoryNotAllowed as exc:
+        return json_error(403, str(exc))
+    try:
+        instance_id = await client.start_new(name, client_input=request.to_json())
+    except Exception:
+        log.exception("Starting %s failed.", name)
+        return json_error(503, "The backup could not be started: the Durable Functions runtime did not accept it. "
+                               "Try again in a moment.")
+    log.info("Started %s instance %s for %s.", name, instance_id, request.root_directory)
+    return client.create_check_status_response(req, instance_id)
+
+
+def json_error(status: int, message: str) -> func.HttpResponse:
+    """An error response with a JSON body and no internals."""
+    return func.HttpResponse(json.dumps({"error": message}), status_code=status, mimetype="application/json")

@@ -1,0 +1,5 @@
+"""Function names: the public contract of the app (the HTTP route and the status API use them)."""
+
+BACKUP_ORCHESTRATOR = "E2_BackupSiteContent"
+GET_FILE_LIST = "E2_GetFileList"
+COPY_FILE_TO_BLOB = "E2_CopyFileToBlob"

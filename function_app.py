@@ -1,0 +1,11 @@
+"""The Functions app: create it and register the blueprints. Nothing else lives here."""
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from blueprints.backup import bp as backup_blueprint
+from blueprints.http_starter import bp as http_starter_blueprint
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(http_starter_blueprint)
+app.register_functions(backup_blueprint)

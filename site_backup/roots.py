@@ -1,0 +1,55 @@
+"""Which directories may be backed up, and the checks a directory must pass.
+
+The allowed roots come from the ``BACKUP_ALLOWED_ROOTS`` app setting (paths separated by
+``os.pathsep``). Without it, the default is the home directory: on App Service that is
+``/home`` (``D:\\home`` on Windows), which holds ``site/wwwroot`` and ``LogFiles``. A root that
+resolves to the file-system root is only honoured when set explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from .errors import DirectoryNotAllowed, InvalidBackupRequest
+
+ALLOWED_ROOTS_SETTING = "BACKUP_ALLOWED_ROOTS"
+
+
+def allowed_roots(env: Mapping[str, str] | None = None) -> list[Path]:
+    """The resolved allowed roots, from the setting or the safe default."""
+    env = os.environ if env is None else env
+    configured = env.get(ALLOWED_ROOTS_SETTING, "").strip()
+    if configured:
+        return [Path(os.path.realpath(p.strip())) for p in configured.split(os.pathsep) if p.strip()]
+    home = Path(os.path.realpath(os.path.expanduser("~")))
+    return [] if home == Path(home.anchor) else [home]
+
+
+def resolve_backup_directory(path: str, roots: list[Path]) -> Path:
+    """Resolve ``..`` and symlinks, then require a readable directory inside an allowed root.
+
+    The root check comes first so that nothing is revealed about paths outside the roots.
+    """
+    if not os.path.isabs(path):
+        raise InvalidBackupRequest(f"The directory must be an absolute path, got {path!r}.")
+    resolved = Path(os.path.realpath(path))
+    if not any(is_within(resolved, root) for root in roots):
+        shown = ", ".join(str(r) for r in roots) or "(none: the default home directory is the file-system root)"
+        raise DirectoryNotAllowed(
+            f"{path!r} is outside the allowed roots ({shown}). "
+            f"Back up a directory under one of them, or add its root to the {ALLOWED_ROOTS_SETTING} app setting."
+        )
+    if not resolved.exists():
+        raise InvalidBackupRequest(f"The directory {path!r} does not exist.")
+    if not resolved.is_dir():
+        raise InvalidBackupRequest(f"{path!r} is not a directory; give the directory that holds the files.")
+    if not os.access(resolved, os.R_OK | os.X_OK):
+        raise InvalidBackupRequest(f"The directory {path!r} is not readable by the function app.")
+    return resolved
+
+
+def is_within(path: Path, root: Path) -> bool:
+    """True when ``path`` is ``root`` or below it (both already resolved)."""
+    return path == root or root in path.parents

@@ -1,0 +1,47 @@
+"""The two units of work the orchestration fans out, as plain functions.
+
+Both re-check the allowed roots: the orchestration can be started without the HTTP starter
+(the Durable webhook API), so the activities never trust their input.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .errors import DirectoryNotAllowed, InvalidBackupRequest
+from .listing import list_files
+from .request import BackupRequest, parse_backup_request
+from .roots import allowed_roots, is_within, resolve_backup_directory
+from .storage import backup_container
+from .upload import backup_file
+
+log = logging.getLogger(__name__)
+
+
+def checked_request(value: object) -> BackupRequest:
+    """Parse a request and resolve its directory against the allowed roots."""
+    request = parse_backup_request(value)
+    root = resolve_backup_directory(request.root_directory, allowed_roots())
+    return request.with_root(str(root))
+
+
+def list_backup_files(value: object) -> list[str]:
+    """Every file to back up for a request (a directory string or a request object)."""
+    request = checked_request(value)
+    files = list_files(Path(request.root_directory), request.include, request.exclude)
+    log.info("Found %d file(s) under %s.", len(files), request.root_directory)
+    return files
+
+
+def copy_file_to_blob(path: object) -> int:
+    """Back up one file; returns the bytes the backup holds for it (0 if it vanished)."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise InvalidBackupRequest(f"Expected an absolute file path, got {path!r}.")
+    real = Path(os.path.realpath(path))
+    if not any(is_within(real, root) for root in allowed_roots()):
+        raise DirectoryNotAllowed(f"{path!r} is outside the allowed roots; it was not backed up.")
+    result = backup_file(backup_container(), path)
+    log.info("%s '%s' -> '%s' (%d bytes).", result.outcome.capitalize(), path, result.blob_name, result.size)
+    return result.size
