@@ -1,0 +1,64 @@
+"""The app indexes as the worker expects: names, triggers, routes, methods and binding names."""
+
+import inspect
+import json
+
+import azure.functions as func
+
+from tests.support.worker import app_functions
+
+
+def _bindings(name: str) -> list[dict]:
+    return [json.loads(b) for b in app_functions()[name].get_raw_bindings()]
+
+
+def test_exactly_the_expected_functions():
+    assert sorted(app_functions()) == ["E2_BackupSiteContent", "E2_CopyFileToBlob", "E2_GetFileList", "http_start"]
+
+
+def test_http_starter_route_method_auth_and_client_binding():
+    bindings = {b["type"]: b for b in _bindings("http_start")}
+    assert set(bindings) == {"httpTrigger", "durableClient", "http"}
+    trigger = bindings["httpTrigger"]
+    assert trigger["route"] == "orchestrators/{functionName}"
+    assert trigger["methods"] == ["POST"]
+    assert trigger["authLevel"] == "FUNCTION"
+    assert trigger["name"] == "req"
+    assert bindings["durableClient"] == {"direction": "IN", "type": "durableClient", "name": "client"}
+    assert bindings["http"]["name"] == "$return"
+
+
+def test_starter_is_async_as_the_durable_client_wrapper_requires():
+    user = app_functions()["http_start"].get_user_function()
+    assert inspect.iscoroutinefunction(user.client_function)
+
+
+def test_orchestrator_and_activity_triggers():
+    assert _bindings("E2_BackupSiteContent") == [{"direction": "IN", "type": "orchestrationTrigger", "name": "context"}]
+    assert _bindings("E2_GetFileList") == [{"direction": "IN", "type": "activityTrigger", "name": "rootDirectory"}]
+    assert _bindings("E2_CopyFileToBlob") == [{"direction": "IN", "type": "activityTrigger", "name": "filePath"}]
+
+
+def test_parameter_names_equal_binding_names():
+    """The worker refuses a function whose parameters differ from its bindings (except $return)."""
+    for name, fn in app_functions().items():
+        user = fn.get_user_function()
+        target = getattr(user, "client_function", None) or getattr(user, "orchestrator_function", None) or user
+        params = set(inspect.signature(target).parameters)
+        bound = {b.name for b in fn.get_bindings() if b.name != "$return"}
+        assert params == bound, name
+
+
+def test_host_json_matches_the_http_contract():
+    with open("host.json") as f:
+        host = json.load(f)
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
+    assert host["extensions"]["http"]["routePrefix"] == ""
+    assert host["extensions"]["durableTask"]["hubName"]
+
+
+def test_app_level_auth_is_function():
+    import function_app
+
+    assert function_app.app.auth_level == func.AuthLevel.FUNCTION

@@ -1,0 +1,153 @@
+"""E2_BackupSiteContent through the SDK's real replay entry point, with host-shaped histories."""
+
+import json
+
+import pytest
+
+from site_backup import plan
+from tests.support.histories import History, atoms
+from tests.support.worker import call_orchestrator
+
+ORCH = "E2_BackupSiteContent"
+LIST, COPY = "E2_GetFileList", "E2_CopyFileToBlob"
+ROOT = "/data/site"
+REQUEST = {"rootDirectory": ROOT, "include": [], "exclude": []}
+RETRY = {"firstRetryIntervalInMilliseconds": 5000, "maxNumberOfAttempts": 3}
+
+
+def run(history: History) -> tuple[str, dict]:
+    return call_orchestrator(ORCH, history.context())
+
+
+def listed(files: list[str]) -> History:
+    """History up to: the listing was scheduled (seq 0) and has completed with ``files``."""
+    return History(ORCH, REQUEST).task_scheduled(0, LIST, json.dumps(ROOT)).episode().task_completed(0, files)
+
+
+def test_first_episode_schedules_the_listing_with_retry():
+    outcome, state = run(History(ORCH, REQUEST))
+    assert outcome == "state"
+    assert state["isDone"] is False
+    assert state["schemaVersion"] == 2
+    assert atoms(state["actions"][0]) == [
+        {"actionType": 1, "functionName": LIST, "input": json.dumps(ROOT), "retryOptions": RETRY}
+    ]
+    assert state["customStatus"] == {"phase": "listing", "filesTotal": 0, "filesDone": 0, "bytesDone": 0}
+
+
+def test_patterns_are_passed_to_the_listing():
+    request = {"rootDirectory": ROOT, "exclude": ["*.tmp"]}
+    _, state = call_orchestrator(ORCH, History(ORCH, request).context())
+    listing = atoms(state["actions"][0])[0]
+    assert json.loads(listing["input"]) == {"rootDirectory": ROOT, "include": [], "exclude": ["*.tmp"]}
+
+
+def test_seed_style_string_input_is_accepted():
+    _, state = call_orchestrator(ORCH, History(ORCH, ROOT).context())
+    assert atoms(state["actions"][0])[0]["input"] == json.dumps(ROOT)
+
+
+def test_listing_done_fans_out_one_copy_per_file():
+    files = [f"{ROOT}/a.txt", f"{ROOT}/b dir/c#.bin", f"{ROOT}/ü.txt"]
+    outcome, state = run(listed(files))
+    assert outcome == "state" and state["isDone"] is False
+    copies = atoms(state["actions"][0])[1:]
+    assert [(a["actionType"], a["functionName"], json.loads(a["input"])) for a in copies] == [
+        (1, COPY, f) for f in files
+    ]
+    assert all(a["retryOptions"] == RETRY for a in copies)
+    assert state["customStatus"] == {"phase": "copying", "filesTotal": 3, "filesDone": 0, "bytesDone": 0}
+
+
+def test_all_copies_done_outputs_the_sum():
+    files = [f"{ROOT}/a", f"{ROOT}/b", f"{ROOT}/c"]
+    history = listed(files)
+    for seq, path in enumerate(files, start=1):
+        history.task_scheduled(seq, COPY, json.dumps(path))
+    history.episode().task_completed(3, 5).task_completed(1, 100)
+    outcome, state = run(history)
+    assert outcome == "state" and state["isDone"] is False  # one copy still outstanding
+    history.episode().task_completed(2, 0)
+    outcome, state = run(history)
+    assert outcome == "state"
+    assert state["isDone"] is True
+    assert state["output"] == 105
+    assert state["customStatus"] == {"phase": "completed", "filesTotal": 3, "filesDone": 3, "bytesDone": 105}
+
+
+def test_empty_directory_completes_with_zero():
+    outcome, state = run(listed([]))
+    assert outcome == "state"
+    assert state["isDone"] is True and state["output"] == 0
+
+
+def test_large_tree_goes_in_waves_with_progress():
+    files = [f"{ROOT}/f{i:05d}" for i in range(2_500)]
+    first, second = plan.waves(files)[:2]
+    history = listed(files)
+    _, state = run(history)
+    assert [json.loads(a["input"]) for a in atoms(state["actions"][0])[1:]] == first
+    for seq, path in enumerate(first, start=1):
+        history.task_scheduled(seq, COPY, json.dumps(path))
+    history.episode()
+    for seq in range(1, len(first) + 1):
+        history.task_completed(seq, 2)
+    _, state = run(history)
+    new = atoms(state["actions"][0])[1 + len(first):]
+    assert [json.loads(a["input"]) for a in new] == second
+    assert state["customStatus"] == {"phase": "copying", "filesTotal": 2_500, "filesDone": len(first),
+                                     "bytesDone": 2 * len(first)}
+
+
+def test_copy_retried_then_succeeded():
+    """Host-side retry (reference §8): failure, retry timer, second attempt succeeds."""
+    history = listed([f"{ROOT}/a"]).task_scheduled(1, COPY, json.dumps(f"{ROOT}/a"))
+    history.episode().task_failed(1, COPY, "ServiceRequestError: connection reset")
+    history.timer_created(2, history.now())
+    history.episode().timer_fired(2, history.now()).task_scheduled(3, COPY, json.dumps(f"{ROOT}/a"))
+    history.episode().task_completed(3, 42)
+    outcome, state = run(history)
+    assert outcome == "state"
+    assert state["isDone"] is True and state["output"] == 42
+
+
+def test_copy_failed_on_every_attempt_fails_the_orchestration():
+    history = listed([f"{ROOT}/a"]).task_scheduled(1, COPY, json.dumps(f"{ROOT}/a"))
+    seq = 1
+    for attempt in range(3):
+        history.episode().task_failed(seq, COPY, "PermissionError: [Errno 13] Permission denied")
+        history.timer_created(seq + 1, history.now())
+        history.episode().timer_fired(seq + 1, history.now())
+        if attempt < 2:
+            history.task_scheduled(seq + 2, COPY, json.dumps(f"{ROOT}/a"))
+        seq += 2
+    outcome, state = run(history)
+    assert outcome == "failed"
+    assert state["isDone"] is False
+    assert state["error"].startswith(f"Activity function '{COPY}' failed: PermissionError")
+
+
+@pytest.mark.parametrize(
+    ("orchestration_input", "message"),
+    [
+        (None, "A directory to back up is required"),
+        ({"root": ROOT}, "Unknown option"),
+        ({"rootDirectory": 5}, "must be a string"),
+        ("   ", "The directory is empty"),
+    ],
+)
+def test_invalid_input_fails_before_scheduling_anything(orchestration_input, message):
+    outcome, state = run(History(ORCH, orchestration_input))
+    assert outcome == "failed"
+    assert message in state["error"]
+    assert state["actions"] == [[]]
+
+
+def test_bare_string_posted_to_the_webhook_api_is_accepted():
+    """The webhook stores the body parsed once: the context input is the path itself, not JSON text."""
+    context = History(ORCH, ROOT).context()
+    context["input"] = ROOT
+    context["history"][1]["Input"] = json.dumps(ROOT)
+    outcome, state = call_orchestrator(ORCH, context)
+    assert outcome == "state"
+    assert atoms(state["actions"][0])[0]["input"] == json.dumps(ROOT)

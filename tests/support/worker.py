@@ -1,0 +1,41 @@
+"""Call the app's functions the way the Python worker does (protocol reference §3)."""
+
+import inspect
+import json
+from functools import cache
+from typing import Any
+
+from azure.functions import meta
+from azure.functions.decorators.function_app import Function
+from azure.functions.durable_functions import ActivityTriggerConverter, OrchestrationTriggerConverter
+
+OUT_OF_PROC_LABEL = "\n\n$OutOfProcData$:"
+
+
+@cache
+def app_functions() -> dict[str, Function]:
+    """The app's functions by name, indexed once (a second get_functions() call fails)."""
+    import function_app
+
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def call_orchestrator(name: str, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Run one episode; returns ("state", state) or ("failed", state) or ("crashed", message)."""
+    fn = app_functions()[name]
+    ctx = OrchestrationTriggerConverter.decode(meta.Datum(value=json.dumps(context), type="string"), trigger_metadata=None)
+    try:
+        return "state", json.loads(fn.get_user_function()(ctx))
+    except Exception as exc:
+        _, sep, state = str(exc).partition(OUT_OF_PROC_LABEL)
+        return ("failed", json.loads(state)) if sep else ("crashed", f"{type(exc).__name__}: {exc}")
+
+
+def call_activity(name: str, action_input: str) -> str:
+    """Run an activity with the action's input text; returns the TaskCompleted.Result text."""
+    fn = app_functions()[name]
+    param = next(b.name for b in fn.get_bindings() if b.type == "activityTrigger")
+    arg = ActivityTriggerConverter.decode(meta.Datum(value=action_input, type="string"), trigger_metadata=None)
+    out = fn.get_user_function()(**{param: arg})
+    assert not inspect.isawaitable(out), "activities of this app are synchronous"
+    return ActivityTriggerConverter.encode(out, expected_type=None).value
