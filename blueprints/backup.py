@@ -4,7 +4,6 @@ The orchestrator is deterministic: it only parses its input, schedules activitie
 their results. All file-system and storage work happens in the activities, which are idempotent.
 """
 
-
 import json
 from collections.abc import Generator
 from typing import Any

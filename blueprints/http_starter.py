@@ -4,7 +4,6 @@ Everything is checked before anything starts, and every error is a JSON body
 ``{"error": "..."}`` with a status a client can act on.
 """
 
-
 import json
 import logging
 
@@ -42,8 +41,10 @@ async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClien
         instance_id = await client.start_new(name, client_input=request.to_json())
     except Exception:
         log.exception("Starting %s failed.", name)
-        return json_error(503, "The backup could not be started: the Durable Functions runtime did not accept it. "
-                               "Try again in a moment.")
+        return json_error(
+            503,
+            "The backup could not be started: the Durable Functions runtime did not accept it. Try again in a moment.",
+        )
     log.info("Started %s instance %s for %s.", name, instance_id, request.root_directory)
     return client.create_check_status_response(req, instance_id)
 

@@ -60,6 +60,7 @@ def list_files(root: Path, include: Iterable[str] = (), exclude: Iterable[str] =
                     walk(path, rel + "/")
             elif stat.S_ISREG(mode) and _selected(rel, entry.name, includes, excludes):
                 found.append(str(path))
+
     walk(root, "")
     return found
 

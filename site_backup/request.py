@@ -84,7 +84,7 @@ def _patterns(value: object, key: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
-        raise InvalidBackupRequest(f"{key!r} must be a list of non-empty glob patterns, e.g. [\"*.log\"].")
+        raise InvalidBackupRequest(f'{key!r} must be a list of non-empty glob patterns, e.g. ["*.log"].')
     return tuple(p.strip() for p in value)
 
 

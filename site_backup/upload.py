@@ -111,15 +111,19 @@ def _upload(blob: BlobClient, path: str, snapshot: _Snapshot, block_size: int) -
             md5 = hashlib.md5(data, usedforsecurity=False).digest()
             _ensure_unchanged(source, path, snapshot, len(data))
             blob.upload_blob(
-                data, overwrite=True, validate_content=True,
-                content_settings=_content_settings(path, md5), metadata=_metadata(snapshot, md5),
+                data,
+                overwrite=True,
+                validate_content=True,
+                content_settings=_content_settings(path, md5),
+                metadata=_metadata(snapshot, md5),
             )
             return len(data)
         block_ids, md5, read = _stage_blocks(blob, source, _block_size_for(snapshot.size, block_size))
         _ensure_unchanged(source, path, snapshot, read)
         blob.commit_block_list(
             [BlobBlock(block_id=b) for b in block_ids],
-            content_settings=_content_settings(path, md5), metadata=_metadata(snapshot, md5),
+            content_settings=_content_settings(path, md5),
+            metadata=_metadata(snapshot, md5),
         )
         return read
 

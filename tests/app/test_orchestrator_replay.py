@@ -93,10 +93,14 @@ def test_large_tree_goes_in_waves_with_progress():
     for seq in range(1, len(first) + 1):
         history.task_completed(seq, 2)
     _, state = run(history)
-    new = atoms(state["actions"][0])[1 + len(first):]
+    new = atoms(state["actions"][0])[1 + len(first) :]
     assert [json.loads(a["input"]) for a in new] == second
-    assert state["customStatus"] == {"phase": "copying", "filesTotal": 2_500, "filesDone": len(first),
-                                     "bytesDone": 2 * len(first)}
+    assert state["customStatus"] == {
+        "phase": "copying",
+        "filesTotal": 2_500,
+        "filesDone": len(first),
+        "bytesDone": 2 * len(first),
+    }
 
 
 def test_copy_retried_then_succeeded():

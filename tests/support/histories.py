@@ -17,17 +17,27 @@ class History:
         self.events: list[dict[str, Any]] = []
         self._clock = START
         self.episode()
-        self._add(0, Name=name, Version="", Input=self.input_text, ParentInstance=None, Tags=None,
-                  Correlation=None, ScheduledStartTime=None, Generation=0,
-                  OrchestrationInstance={"InstanceId": instance_id, "ExecutionId": "e" * 32})
+        self._add(
+            0,
+            Name=name,
+            Version="",
+            Input=self.input_text,
+            ParentInstance=None,
+            Tags=None,
+            Correlation=None,
+            ScheduledStartTime=None,
+            Generation=0,
+            OrchestrationInstance={"InstanceId": instance_id, "ExecutionId": "e" * 32},
+        )
 
     def _tick(self) -> str:
         self._clock += timedelta(milliseconds=250)
         return self._clock.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
 
     def _add(self, event_type: int, event_id: int = -1, **fields: Any) -> "History":
-        self.events.append({"EventType": event_type, "EventId": event_id, "IsPlayed": False,
-                            "Timestamp": self._tick(), **fields})
+        self.events.append(
+            {"EventType": event_type, "EventId": event_id, "IsPlayed": False, "Timestamp": self._tick(), **fields}
+        )
         return self
 
     def now(self) -> str:
@@ -53,8 +63,9 @@ class History:
 
     def task_failed(self, seq: int, name: str, message: str) -> "History":
         reason = f"Activity function '{name}' failed: {message}"
-        details = json.dumps({"$type": "System.Exception, System.Private.CoreLib",
-                              "ClassName": "System.Exception", "Message": message})
+        details = json.dumps(
+            {"$type": "System.Exception, System.Private.CoreLib", "ClassName": "System.Exception", "Message": message}
+        )
         return self._add(6, TaskScheduledId=seq, Reason=reason, Details=details)
 
     def timer_fired(self, seq: int, fire_at: str) -> "History":
@@ -63,10 +74,15 @@ class History:
     def context(self) -> dict[str, Any]:
         """The context JSON the extension sends for the current (last) episode."""
         return {
-            "history": self.events, "input": self.input_text, "instanceId": self.instance_id,
-            "isReplaying": False, "parentInstanceId": None,
-            "upperSchemaVersion": 1, "upperSchemaVersionNew": 2,
-            "longRunningTimerIntervalDuration": "3.00:00:00", "maximumShortTimerDuration": "6.00:00:00",
+            "history": self.events,
+            "input": self.input_text,
+            "instanceId": self.instance_id,
+            "isReplaying": False,
+            "parentInstanceId": None,
+            "upperSchemaVersion": 1,
+            "upperSchemaVersionNew": 2,
+            "longRunningTimerIntervalDuration": "3.00:00:00",
+            "maximumShortTimerDuration": "6.00:00:00",
             "defaultHttpAsyncRequestSleepTimeMillseconds": 30000,
         }
 

@@ -1,8 +1,8 @@
 """Free loopback ports for services started by tests."""
 
 import socket
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 
 
 def free_port() -> int:

@@ -23,7 +23,9 @@ def app_functions() -> dict[str, Function]:
 def call_orchestrator(name: str, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Run one episode; returns ("state", state) or ("failed", state) or ("crashed", message)."""
     fn = app_functions()[name]
-    ctx = OrchestrationTriggerConverter.decode(meta.Datum(value=json.dumps(context), type="string"), trigger_metadata=None)
+    ctx = OrchestrationTriggerConverter.decode(
+        meta.Datum(value=json.dumps(context), type="string"), trigger_metadata=None
+    )
     try:
         return "state", json.loads(fn.get_user_function()(ctx))
     except Exception as exc:

@@ -1,0 +1,216 @@
+"""The HTTP starter, called as the worker calls it, against a recording RPC endpoint.
+
+The RPC endpoint is a small real HTTP server standing in for the Durable extension's
+``rpcBaseUrl``: these tests cover the starter alone and must see whether anything was started
+(the end-to-end tests run the same starter under devhost).
+"""
+
+import asyncio
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import azure.functions as func
+import pytest
+from aiohttp import web
+from azure.durable_functions.models.utils import http_utils
+
+from tests.support.ports import free_port
+from tests.support.worker import app_functions
+
+WEBHOOK = "http://127.0.0.1:7071/runtime/webhooks/durabletask"
+
+
+@dataclass
+class RecordingRpc:
+    """Records every request; answers start requests like the extension (202 + check-status body)."""
+
+    port: int
+    requests: list[tuple[str, str, str]] = field(default_factory=list)
+    fail: bool = False
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        self.requests.append((request.method, request.path, body))
+        if self.fail:
+            return web.json_response({"Message": "Something went wrong while processing your request"}, status=500)
+        return web.json_response({"id": "0123456789abcdef0123456789abcdef"}, status=202)
+
+    def binding(self) -> str:
+        query = "taskHub=SiteBackupHub&connection=Storage"
+        management = {
+            "id": "INSTANCEID",
+            "statusQueryGetUri": f"{WEBHOOK}/instances/INSTANCEID?{query}",
+            "sendEventPostUri": f"{WEBHOOK}/instances/INSTANCEID/raiseEvent/{{eventName}}?{query}",
+            "terminatePostUri": f"{WEBHOOK}/instances/INSTANCEID/terminate?reason={{text}}&{query}",
+            "rewindPostUri": f"{WEBHOOK}/instances/INSTANCEID/rewind?reason={{text}}&{query}",
+            "purgeHistoryDeleteUri": f"{WEBHOOK}/instances/INSTANCEID?{query}",
+            "restartPostUri": f"{WEBHOOK}/instances/INSTANCEID/restart?{query}",
+            "suspendPostUri": f"{WEBHOOK}/instances/INSTANCEID/suspend?reason={{text}}&{query}",
+            "resumePostUri": f"{WEBHOOK}/instances/INSTANCEID/resume?reason={{text}}&{query}",
+        }
+        return json.dumps(
+            {
+                "taskHubName": "SiteBackupHub",
+                "connectionName": None,
+                "creationUrls": {
+                    "createNewInstancePostUri": f"{WEBHOOK}/orchestrators/{{functionName}}[/{{instanceId}}]",
+                    "createAndWaitOnNewInstancePostUri": f"{WEBHOOK}/orchestrators/{{functionName}}[/{{instanceId}}]"
+                    "?timeout={timeoutInSeconds}&pollingInterval={intervalInSeconds}",
+                },
+                "managementUrls": management,
+                "baseUrl": WEBHOOK,
+                "requiredQueryStringParameters": "",
+                "rpcBaseUrl": f"http://127.0.0.1:{self.port}/durabletask/",
+                "httpBaseUrl": None,
+            }
+        )
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One loop for the module: the SDK's HTTP session is bound to the first loop that uses it."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    session = http_utils._client_session
+    if session is not None:
+        loop.run_until_complete(session.close())
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def rpc(loop) -> Iterator[RecordingRpc]:
+    recorder = RecordingRpc(free_port())
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", recorder.handle)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", recorder.port).start())
+    yield recorder
+    loop.run_until_complete(runner.cleanup())
+
+
+@pytest.fixture
+def roots(tmp_path, monkeypatch, rpc) -> Path:
+    (tmp_path / "site" / "wwwroot").mkdir(parents=True)
+    (tmp_path / "site" / "wwwroot" / "index.html").write_text("<h1>hi</h1>")
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path / "site"))
+    rpc.requests.clear()
+    rpc.fail = False
+    return tmp_path / "site"
+
+
+def call_starter(
+    loop, rpc: RecordingRpc, body: bytes, function_name: str = "E2_BackupSiteContent"
+) -> func.HttpResponse:
+    request = func.HttpRequest(
+        method="POST",
+        url=f"http://localhost:7071/orchestrators/{function_name}",
+        body=body,
+        headers={"Content-Type": "application/json"},
+        route_params={"functionName": function_name},
+    )
+    starter = app_functions()["http_start"].get_user_function()
+    return loop.run_until_complete(starter(req=request, client=rpc.binding()))
+
+
+def error_of(response: func.HttpResponse) -> str:
+    assert response.mimetype == "application/json"
+    body = json.loads(response.get_body())
+    assert list(body) == ["error"]
+    assert "Traceback" not in body["error"]
+    return body["error"]
+
+
+BAD_BODIES = [
+    (b"", 400, "body is empty"),
+    (b"   ", 400, "body is empty"),
+    (b"/home/site/wwwroot", 400, "not valid JSON"),
+    (b"\xff\xfe", 400, "not valid JSON"),
+    (b"42", 400, "got a JSON number"),
+    (b'["/x"]', 400, "got a JSON array"),
+    (b"null", 400, "directory to back up is required"),
+    (b"{}", 400, "needs a 'rootDirectory' key"),
+    (b'{"rootDirectory": 7}', 400, "must be a string"),
+    (b'{"rootDirectory": "/x", "recurse": true}', 400, "Unknown option(s) 'recurse'"),
+    (b'{"rootDirectory": "/x", "include": "  "}', 400, "'include' must be a list"),
+    (b'""', 400, "directory is empty"),
+    (b'"site/wwwroot"', 400, "must be an absolute path"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), BAD_BODIES)
+def test_bad_bodies_get_400_and_start_nothing(loop, rpc, roots, body, status, message):
+    response = call_starter(loop, rpc, body)
+    assert response.status_code == status
+    assert message in error_of(response)
+    assert rpc.requests == []
+
+
+def test_directory_checks(loop, rpc, roots):
+    cases = [
+        (json.dumps(str(roots / "missing")), 400, "does not exist"),
+        (json.dumps(str(roots / "wwwroot" / "index.html")), 400, "is not a directory"),
+        (json.dumps("/etc"), 403, "outside the allowed roots"),
+        (json.dumps(f"{roots}/wwwroot/../.."), 403, "outside the allowed roots"),
+        (json.dumps("/"), 403, "BACKUP_ALLOWED_ROOTS"),
+    ]
+    (roots / "wwwroot" / "link-out").symlink_to(roots.parent)
+    cases.append((json.dumps(str(roots / "wwwroot" / "link-out")), 403, "outside the allowed roots"))
+    for body, status, message in cases:
+        response = call_starter(loop, rpc, body.encode())
+        assert response.status_code == status, body
+        assert message in error_of(response), body
+    assert rpc.requests == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any directory")
+def test_unreadable_directory(loop, rpc, roots):
+    locked = roots / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        response = call_starter(loop, rpc, json.dumps(str(locked)).encode())
+    finally:
+        locked.chmod(0o755)
+    assert response.status_code == 400
+    assert "not readable" in error_of(response)
+
+
+def test_only_the_backup_orchestrator_can_be_started(loop, rpc, roots):
+    response = call_starter(loop, rpc, json.dumps(str(roots)).encode(), function_name="E2_GetFileList")
+    assert response.status_code == 404
+    assert "E2_BackupSiteContent" in error_of(response)
+    assert rpc.requests == []
+
+
+def test_valid_request_starts_the_orchestration(loop, rpc, roots):
+    response = call_starter(loop, rpc, json.dumps(f"{roots}/wwwroot/").encode())
+    assert response.status_code == 202
+    assert response.headers["Location"].startswith(
+        "http://localhost:7071/runtime/webhooks/durabletask/instances/0123456789abcdef0123456789abcdef?"
+    )
+    assert response.headers["Retry-After"] == "10"
+    assert json.loads(response.get_body())["id"] == "0123456789abcdef0123456789abcdef"
+    [(method, path, body)] = rpc.requests
+    assert (method, path) == ("POST", "/durabletask/orchestrators/E2_BackupSiteContent")
+    started_with = json.loads(json.loads(body))  # the client double-encodes the input (reference §6)
+    assert started_with == {"rootDirectory": str(roots / "wwwroot"), "include": [], "exclude": []}
+
+
+def test_object_body_and_case_insensitive_name(loop, rpc, roots):
+    body = {"rootDirectory": str(roots / "wwwroot"), "exclude": ["*.tmp"]}
+    response = call_starter(loop, rpc, json.dumps(body).encode(), function_name="e2_backupsitecontent")
+    assert response.status_code == 202
+    [(_, path, sent)] = rpc.requests
+    assert path == "/durabletask/orchestrators/E2_BackupSiteContent"
+    assert json.loads(json.loads(sent))["exclude"] == ["*.tmp"]
+
+
+def test_runtime_refusal_is_a_json_503(loop, rpc, roots):
+    rpc.fail = True
+    response = call_starter(loop, rpc, json.dumps(str(roots)).encode())
+    assert response.status_code == 503
+    assert "could not be started" in error_of(response)
