@@ -4,7 +4,6 @@ The orchestrator is deterministic: it only parses its input, schedules activitie
 their results. All file-system and storage work happens in the activities, which are idempotent.
 """
 
-import json
 from collections.abc import Generator
 from typing import Any
 
@@ -63,5 +62,5 @@ def _input(context: df.DurableOrchestrationContext) -> object:
     """
     try:
         return context.get_input()
-    except json.JSONDecodeError:
-        return context._input  # the raw text: the directory itself
+    except (ValueError, TypeError):  # not JSON text: a bare path string, or a number/array posted as is
+        return context._input

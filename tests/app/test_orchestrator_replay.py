@@ -155,3 +155,11 @@ def test_bare_string_posted_to_the_webhook_api_is_accepted():
     outcome, state = call_orchestrator(ORCH, context)
     assert outcome == "state"
     assert atoms(state["actions"][0])[0]["input"] == json.dumps(ROOT)
+
+
+def test_number_posted_to_the_webhook_api_fails_with_a_clear_message():
+    context = History(ORCH, None).context()
+    context["input"] = 42
+    outcome, state = call_orchestrator(ORCH, context)
+    assert outcome == "failed"
+    assert "got a JSON number" in state["error"]
