@@ -32,37 +32,47 @@ def list_files(root: Path, include: Iterable[str] = (), exclude: Iterable[str] =
     excludes = [_compile(p) for p in exclude]
     found: list[str] = []
     visited: set[tuple[int, int]] = set()
-
-    def walk(directory: Path, relative: str) -> None:
-        st = os.stat(directory)
-        key = (st.st_dev, st.st_ino)
-        if key in visited:
-            log.info("Skipping %s: directory already listed through another path.", directory)
-            return
-        visited.add(key)
-        try:
-            with os.scandir(directory) as scan:
-                entries = sorted(scan, key=lambda e: e.name)
-        except OSError as exc:
-            raise InvalidBackupRequest(f"Cannot list directory {str(directory)!r}: {exc.strerror}.") from exc
-        for entry in entries:
-            rel = f"{relative}{entry.name}"
-            path = Path(entry.path)
-            target = _inside_target(path, root) if entry.is_symlink() else path
-            if target is None:
-                continue
-            try:
-                mode = os.stat(target).st_mode
-            except OSError:
-                continue  # vanished since scandir, or a dangling link
-            if stat.S_ISDIR(mode):
-                if not _matches_any(excludes, rel, entry.name):
-                    walk(path, rel + "/")
-            elif stat.S_ISREG(mode) and _selected(rel, entry.name, includes, excludes):
-                found.append(str(path))
-
-    walk(root, "")
+    # Depth-first with an explicit stack (no recursion limit on deep trees); children are pushed
+    # in reverse name order so they come off the stack sorted.
+    stack: list[tuple[Path, str, os.stat_result]] = [(root, "", os.stat(root))]
+    while stack:
+        path, rel, st = stack.pop()
+        if stat.S_ISREG(st.st_mode):
+            found.append(str(path))
+            continue
+        if (st.st_dev, st.st_ino) in visited:
+            log.info("Skipping %s: directory already listed through another path.", path)
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        stack.extend(reversed(_children(path, rel, root, includes, excludes)))
     return found
+
+
+def _children(
+    directory: Path, relative: str, root: Path, includes: list[re.Pattern[str]], excludes: list[re.Pattern[str]]
+) -> list[tuple[Path, str, os.stat_result]]:
+    """The selected files and the enterable directories of one directory, sorted by name."""
+    prefix = f"{relative}/" if relative else ""
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except OSError as exc:
+        raise InvalidBackupRequest(f"Cannot list directory {str(directory)!r}: {exc.strerror}.") from exc
+    children = []
+    for entry in entries:
+        rel = prefix + entry.name
+        if entry.is_symlink() and _inside_target(Path(entry.path), root) is None:
+            continue
+        try:
+            st = entry.stat()  # follows a symlink whose target is inside the root
+        except OSError:
+            continue  # vanished since scandir, or a dangling link
+        if stat.S_ISDIR(st.st_mode):
+            if not _matches_any(excludes, rel, entry.name):
+                children.append((Path(entry.path), rel, st))
+        elif stat.S_ISREG(st.st_mode) and _selected(rel, entry.name, includes, excludes):
+            children.append((Path(entry.path), rel, st))
+    return children
 
 
 def _inside_target(link: Path, root: Path) -> Path | None:

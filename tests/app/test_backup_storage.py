@@ -10,7 +10,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from site_backup.errors import DirectoryNotAllowed, InvalidBackupRequest
-from site_backup.naming import blob_name_for
+from site_backup.naming import BlobNameTooLong, blob_name_for
 from site_backup.service import copy_file_to_blob, list_backup_files
 from site_backup.storage import backup_container
 from site_backup.upload import BLOCK_SIZE, backup_file
@@ -179,3 +179,22 @@ def test_activities_refuse_paths_outside_the_allowed_roots(tree, container, monk
     finally:
         outside.unlink()
     assert not container.exists() or blob_state(container) == {}
+
+
+def test_very_deep_tree_is_listed_without_recursion_limits(tmp_path, monkeypatch):
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
+    deep = tmp_path
+    for _ in range(1_200):  # one level at a time: mkdir(parents=True) itself recurses per level
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "leaf").write_text("x")
+    assert list_backup_files(str(tmp_path)) == [str(deep / "leaf")]
+
+
+def test_a_path_too_long_for_a_blob_name_fails_clearly(tmp_path, container, monkeypatch):
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
+    deep = tmp_path.joinpath(*["d"] * 300)
+    deep.mkdir(parents=True)  # 300 levels: within the recursion limit
+    (deep / "leaf").write_text("x")
+    with pytest.raises(BlobNameTooLong, match="exclude"):
+        copy_file_to_blob(str(deep / "leaf"))
