@@ -1,0 +1,56 @@
+"""App settings: storage connection precedence and the allowed-roots default."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from site_backup.errors import StorageNotConfigured
+from site_backup.roots import allowed_roots
+from site_backup.storage import StorageSettings, storage_settings
+
+
+def test_backup_storage_connection_string_wins():
+    env = {"BACKUP_STORAGE": "UseDevelopmentStorage=true", "AzureWebJobsStorage": "other"}
+    assert storage_settings(env) == StorageSettings("backups", connection_string="UseDevelopmentStorage=true")
+
+
+def test_identity_based_connection_and_container_name():
+    env = {
+        "BACKUP_STORAGE__blobServiceUri": "https://acct.blob.core.windows.net",
+        "BACKUP_STORAGE__clientId": "1111",
+        "BACKUP_CONTAINER": "site-copies",
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    }
+    assert storage_settings(env) == StorageSettings(
+        "site-copies", account_url="https://acct.blob.core.windows.net", client_id="1111"
+    )
+
+
+def test_account_name_form_and_fallback_to_the_host_storage():
+    assert storage_settings({"BACKUP_STORAGE__accountName": "acct"}).account_url == "https://acct.blob.core.windows.net"
+    assert storage_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}).connection_string == (
+        "UseDevelopmentStorage=true"
+    )
+    assert storage_settings({"AzureWebJobsStorage__serviceUri": "https://h.blob.core.windows.net"}).account_url == (
+        "https://h.blob.core.windows.net"
+    )
+
+
+def test_missing_storage_says_what_to_set():
+    with pytest.raises(StorageNotConfigured, match="BACKUP_STORAGE"):
+        storage_settings({})
+
+
+def test_allowed_roots_setting_is_resolved_and_split(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    env = {"BACKUP_ALLOWED_ROOTS": os.pathsep.join([str(tmp_path / "link"), str(tmp_path / "b") + "/../c"])}
+    assert allowed_roots(env) == [tmp_path / "a", tmp_path / "c"]
+
+
+def test_default_is_the_home_directory_and_never_the_file_system_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert allowed_roots({}) == [Path(os.path.realpath(tmp_path))]
+    monkeypatch.setenv("HOME", "/")
+    assert allowed_roots({}) == []
