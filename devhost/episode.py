@@ -1,0 +1,384 @@
+"""Turn one orchestrator response into host decisions: new atoms, sequence numbers and host-side retries.
+
+This is the part of the extension's OutOfProcOrchestrationShim and DTFx's RetryInterceptor that devhost needs
+(§5.4, §5.5, §8). It is pure: the engine feeds it the delivered events and the SDK's state and persists what
+it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import history as h
+from .history import EventType
+
+ENTITIES_UNSUPPORTED = "Durable entities are not supported by devhost"
+CALL_HTTP_UNSUPPORTED = "Durable HTTP (context.call_http) is not supported by devhost"
+MAX_RETRY_INTERVAL_MS = 6 * 24 * 3600 * 1000  # DTFx default: 6 days
+PAYLOAD_WARN_BYTES = 45 * 1024
+CUSTOM_STATUS_WARN_BYTES = 16 * 1024
+
+_ACTIVITY_TYPES = (0, 1)
+_SUB_TYPES = (2, 3)
+_ENTITY_TYPES = (7, 9, 10)
+
+
+@dataclass
+class RetryState:
+    """Host-side retry bookkeeping for one with-retry atom; keyed by the seq it currently waits on."""
+
+    kind: str  # "task" or "sub"
+    name: str
+    input: str | None
+    first_ms: float
+    max_attempts: int
+    backoff: float = 1.0
+    max_interval_ms: float = MAX_RETRY_INTERVAL_MS
+    attempts: int = 1
+    child_id: str | None = None  # an explicit sub-orchestration instance id
+
+
+@dataclass
+class ExecutionState:
+    """What the host remembers about one execution between episodes (persisted with each episode)."""
+
+    next_seq: int = 0
+    atom_count: int = 0
+    prefix_hash: str = ""
+    retries: dict[int, RetryState] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = {
+            "next_seq": self.next_seq,
+            "atom_count": self.atom_count,
+            "prefix_hash": self.prefix_hash,
+            "retries": {str(k): asdict(v) for k, v in self.retries.items()},
+        }
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> ExecutionState:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(
+            next_seq=data["next_seq"],
+            atom_count=data["atom_count"],
+            prefix_hash=data["prefix_hash"],
+            retries={int(k): RetryState(**v) for k, v in data.get("retries", {}).items()},
+        )
+
+
+@dataclass
+class ActivityWork:
+    seq: int
+    name: str
+    input: str | None
+
+
+@dataclass
+class ChildStart:
+    seq: int
+    name: str
+    instance_id: str
+    input_text: str | None
+
+
+@dataclass
+class TimerWork:
+    seq: int
+    fire_at: str
+
+
+@dataclass
+class EpisodeInfo:
+    """The facts about the instance that planning needs."""
+
+    orchestrator_name: str
+    instance_id: str
+    execution_id: str
+    parent_instance_id: str | None
+    now: datetime
+    timestamp: str
+    activities: set[str]
+    orchestrators: set[str]
+    max_actions: int = 100_000
+
+
+@dataclass
+class EpisodeOutcome:
+    """Decisions to append after the delivered events, work to enqueue and the new instance status."""
+
+    status: str = "Running"
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    activities: list[ActivityWork] = field(default_factory=list)
+    timers: list[TimerWork] = field(default_factory=list)
+    children: list[ChildStart] = field(default_factory=list)
+    output: str | None = None
+    custom_status: str | None = None
+    custom_status_set: bool = False
+    continue_input: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def atoms(actions: list[Any]) -> list[dict[str, Any]]:
+    """Depth-first flattening of the action tree; WhenAny/WhenAll are containers only (§5.4)."""
+    flat: list[dict[str, Any]] = []
+    stack: list[Any] = [iter(actions)]
+    while stack:
+        try:
+            item = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            continue
+        if isinstance(item, list):
+            stack.append(iter(item))
+        elif item.get("actionType") in (11, 12):
+            stack.append(iter(item.get("compoundActions") or []))
+        else:
+            flat.append(item)
+    return flat
+
+
+def _signature(atom: dict[str, Any]) -> bytes:
+    kind = atom.get("actionType")
+    if kind == 5:
+        return b"5"
+    name = atom.get("functionName") or atom.get("externalEventName") or atom.get("operation") or ""
+    return f"{kind}\x1f{name}\x1f{atom.get('input')}".encode()
+
+
+def _hash_atoms(digest: Any, flat: list[dict[str, Any]]) -> None:
+    for atom in flat:
+        digest.update(_signature(atom))
+        digest.update(b"\x1e")
+
+
+def _size_warning(what: str, text: str | None, limit: int) -> str | None:
+    if text is not None and len(text.encode("utf-8", "replace")) > limit:
+        return f"{what} is {len(text.encode('utf-8', 'replace')) // 1024} KB, over the {limit // 1024} KB " \
+            "that Azure Storage queues/tables accept inline; it will be slower or fail in Azure"
+    return None
+
+
+def failed_output(orchestrator_name: str, error: str) -> str:
+    """The status `output` of a failed instance (§5.7)."""
+    return f"Orchestrator function '{orchestrator_name}' failed: {error}"
+
+
+def unknown_function_message(name: str, kind: str, known: set[str]) -> str:
+    """The extension's wording for a function name it cannot find."""
+    listing = ", ".join(f"'{n}'" for n in sorted(known))
+    return (
+        f"The function '{name}' doesn't exist, is disabled, or is not an {kind} function. "
+        f"Additional info: The following are the known {kind} functions: {listing}."
+    )
+
+
+def child_instance_id_error(child_id: str, info: EpisodeInfo) -> str | None:
+    if child_id.startswith("@"):
+        return f"Sub-orchestration instance id '{child_id}' must not start with '@'"
+    if child_id in (info.instance_id, info.parent_instance_id):
+        return f"Sub-orchestration instance id '{child_id}' must differ from its parent's and grandparent's"
+    return None
+
+
+def _retry_delay_ms(retry: RetryState) -> float:
+    delay = retry.first_ms * (retry.backoff ** (retry.attempts - 1))
+    return min(delay, retry.max_interval_ms)
+
+
+def _child_id(retry_or_explicit: str | None, info: EpisodeInfo, seq: int) -> str:
+    return retry_or_explicit or f"{info.execution_id}:{seq}"
+
+
+def plan_retries(state: ExecutionState, delivered: list[dict[str, Any]], info: EpisodeInfo) -> EpisodeOutcome:
+    """Host-side retries (§8): a failure gets a retry timer, a fired retry timer gets the next attempt.
+
+    After the last attempt the timer still comes, with FireAt = now; the SDK fails the task when it fires.
+    """
+    outcome = EpisodeOutcome()
+    for event in delivered:
+        kind = event["EventType"]
+        if kind in (EventType.TaskCompleted, EventType.SubOrchestrationInstanceCompleted):
+            state.retries.pop(event["TaskScheduledId"], None)
+        elif kind in (EventType.TaskFailed, EventType.SubOrchestrationInstanceFailed):
+            retry = state.retries.pop(event["TaskScheduledId"], None)
+            if retry is None:
+                continue
+            seq = state.next_seq
+            state.next_seq += 1
+            fire = info.now
+            if retry.attempts < retry.max_attempts:
+                fire = info.now + timedelta(milliseconds=_retry_delay_ms(retry))
+            fire_at = h.format_timestamp(fire)
+            outcome.decisions.append(h.timer_created(info.timestamp, seq, fire_at))
+            outcome.timers.append(TimerWork(seq, fire_at))
+            state.retries[seq] = retry
+        elif kind == EventType.TimerFired:
+            retry = state.retries.pop(event["TimerId"], None)
+            if retry is None or retry.attempts >= retry.max_attempts:
+                continue
+            seq = state.next_seq
+            state.next_seq += 1
+            retry.attempts += 1
+            state.retries[seq] = retry
+            if retry.kind == "task":
+                outcome.decisions.append(h.task_scheduled(info.timestamp, seq, retry.name, retry.input))
+                outcome.activities.append(ActivityWork(seq, retry.name, retry.input))
+            else:
+                child = _child_id(retry.child_id, info, seq)
+                outcome.decisions.append(
+                    h.sub_orchestration_created(info.timestamp, seq, retry.name, child, retry.input)
+                )
+                outcome.children.append(ChildStart(seq, retry.name, child, retry.input))
+    return outcome
+
+
+def _fail(outcome: EpisodeOutcome, info: EpisodeInfo, error: str) -> EpisodeOutcome:
+    outcome.status = "Failed"
+    outcome.output = failed_output(info.orchestrator_name, error)
+    outcome.decisions = []
+    outcome.activities = []
+    outcome.timers = []
+    outcome.children = []
+    return outcome
+
+
+def _new_retry(atom: dict[str, Any], kind: str, child_id: str | None) -> RetryState:
+    options = atom.get("retryOptions") or {}
+    return RetryState(
+        kind=kind,
+        name=atom["functionName"],
+        input=atom.get("input") if kind == "task" else json.dumps(atom.get("input")),
+        first_ms=float(options.get("firstRetryIntervalInMilliseconds") or 0),
+        max_attempts=int(options.get("maxNumberOfAttempts") or 1),
+        backoff=float(options.get("backoffCoefficient") or 1.0),
+        max_interval_ms=float(options.get("maxRetryIntervalInMilliseconds") or MAX_RETRY_INTERVAL_MS),
+        child_id=child_id,
+    )
+
+
+def _schedule_atom(
+    atom: dict[str, Any], state: ExecutionState, info: EpisodeInfo, outcome: EpisodeOutcome
+) -> str | None:
+    """Append the decision for one new atom; return an error text when the instance must fail."""
+    kind = atom.get("actionType")
+    if kind in _ENTITY_TYPES:
+        return ENTITIES_UNSUPPORTED
+    if kind == 8:
+        return CALL_HTTP_UNSUPPORTED
+    if kind == 6:
+        return None
+    if kind in _ACTIVITY_TYPES:
+        name = atom.get("functionName") or ""
+        if name not in info.activities:
+            return unknown_function_message(name, "activity", info.activities)
+        seq = state.next_seq
+        state.next_seq += 1
+        outcome.decisions.append(h.task_scheduled(info.timestamp, seq, name, atom.get("input")))
+        outcome.activities.append(ActivityWork(seq, name, atom.get("input")))
+        warning = _size_warning(f"Input of activity '{name}'", atom.get("input"), PAYLOAD_WARN_BYTES)
+        if warning:
+            outcome.warnings.append(warning)
+        if kind == 1:
+            state.retries[seq] = _new_retry(atom, "task", None)
+        return None
+    if kind in _SUB_TYPES:
+        name = atom.get("functionName") or ""
+        if name not in info.orchestrators:
+            return unknown_function_message(name, "orchestrator", info.orchestrators)
+        seq = state.next_seq
+        state.next_seq += 1
+        explicit = atom.get("instanceId")
+        child = _child_id(explicit, info, seq)
+        problem = child_instance_id_error(child, info)
+        if problem:
+            return problem
+        input_text = json.dumps(atom.get("input"))
+        outcome.decisions.append(h.sub_orchestration_created(info.timestamp, seq, name, child, input_text))
+        outcome.children.append(ChildStart(seq, name, child, input_text))
+        if kind == 3:
+            state.retries[seq] = _new_retry(atom, "sub", explicit)
+        return None
+    if kind == 5:
+        seq = state.next_seq
+        state.next_seq += 1
+        fire_at = atom.get("fireAt") or info.timestamp
+        outcome.decisions.append(h.timer_created(info.timestamp, seq, fire_at))
+        if not atom.get("isCanceled"):
+            outcome.timers.append(TimerWork(seq, fire_at))
+        return None
+    if kind == 4:
+        state.next_seq += 1
+        outcome.continue_input = json.dumps(atom.get("input"))
+        return None
+    return f"devhost does not understand orchestrator action type {kind}"
+
+
+def plan_episode(
+    state: ExecutionState,
+    delivered: list[dict[str, Any]],
+    result_kind: str,
+    result_state: dict[str, Any] | None,
+    crash_message: str,
+    info: EpisodeInfo,
+) -> EpisodeOutcome:
+    """Apply one orchestrator response (after retries for the delivered events) and return the outcome."""
+    outcome = plan_retries(state, delivered, info)
+    if result_kind == "crashed" or result_state is None:
+        return _fail(outcome, info, crash_message)
+    if "customStatus" in result_state:
+        outcome.custom_status = json.dumps(result_state["customStatus"])
+        outcome.custom_status_set = True
+        warning = _size_warning("Custom status", outcome.custom_status, CUSTOM_STATUS_WARN_BYTES)
+        if warning:
+            outcome.warnings.append(warning)
+    if result_kind == "failed" or result_state.get("error") is not None:
+        return _fail(outcome, info, str(result_state.get("error")))
+
+    actions = result_state.get("actions") or []
+    if "schemaVersion" in result_state and len(actions) != 1:
+        return _fail(outcome, info, f"expected one action list for schema V2/V3, got {len(actions)}")
+    flat = atoms(actions)
+    if len(flat) > info.max_actions:
+        return _fail(
+            outcome,
+            info,
+            f"Maximum number of orchestration actions ({info.max_actions}) exceeded: the orchestration "
+            f"scheduled {len(flat)} actions. Use sub-orchestrations or continue_as_new to split the work "
+            "(host.json extensions.durableTask.maxOrchestrationActions)",
+        )
+    digest = hashlib.blake2b(digest_size=16)
+    _hash_atoms(digest, flat[: state.atom_count])
+    if len(flat) < state.atom_count or (state.atom_count and digest.hexdigest() != state.prefix_hash):
+        return _fail(
+            outcome,
+            info,
+            "Non-deterministic workflow detected: the orchestrator's earlier actions changed between "
+            "replays. Orchestrator code must be deterministic (no random, clock or I/O outside activities)",
+        )
+    for atom in flat[state.atom_count:]:
+        problem = _schedule_atom(atom, state, info, outcome)
+        if problem:
+            return _fail(outcome, info, problem)
+    _hash_atoms(digest, flat[state.atom_count:])
+    state.atom_count = len(flat)
+    state.prefix_hash = digest.hexdigest()
+
+    if result_state.get("isDone"):
+        if outcome.continue_input is not None:
+            outcome.status = "ContinuedAsNew"
+            outcome.activities, outcome.timers, outcome.children = [], [], []
+        else:
+            outcome.status = "Completed"
+            outcome.output = json.dumps(result_state["output"]) if "output" in result_state else None
+            outcome.activities, outcome.timers, outcome.children = [], [], []
+            warning = _size_warning(f"Output of '{info.orchestrator_name}'", outcome.output, PAYLOAD_WARN_BYTES)
+            if warning:
+                outcome.warnings.append(warning)
+    return outcome
