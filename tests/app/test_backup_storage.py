@@ -188,7 +188,13 @@ def test_very_deep_tree_is_listed_without_recursion_limits(tmp_path, monkeypatch
         deep = deep / "d"
         deep.mkdir()
     (deep / "leaf").write_text("x")
-    assert list_backup_files(str(tmp_path)) == [str(deep / "leaf")]
+    try:
+        assert list_backup_files(str(tmp_path)) == [str(deep / "leaf")]
+    finally:  # pytest's own clean-up (shutil.rmtree) recurses per level, so remove it here
+        (deep / "leaf").unlink()
+        while deep != tmp_path:
+            deep.rmdir()
+            deep = deep.parent
 
 
 def test_a_path_too_long_for_a_blob_name_fails_clearly(tmp_path, container, monkeypatch):
