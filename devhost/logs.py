@@ -8,7 +8,6 @@ import threading
 from datetime import UTC, datetime
 
 _lock = threading.Lock()
-quiet_executions = False
 
 
 def _stamp() -> str:
@@ -24,8 +23,6 @@ def line(text: str) -> None:
 
 def executed(name: str, invocation_id: str, seconds: float, error: str | None = None) -> None:
     """The host's per-execution line: `Executed 'Functions.X' (Succeeded, Id=..., Duration=12ms)`."""
-    if quiet_executions:
-        return
     ms = round(seconds * 1000)
     if error is None:
         line(f"Executed 'Functions.{name}' (Succeeded, Id={invocation_id}, Duration={ms}ms)")
