@@ -1,0 +1,50 @@
+"""Start the local services a backup needs when nothing listens at a loopback URL, and stop them after.
+
+A remote URL, or a port that already answers, is used as it is: the CLI never competes with a
+host the user runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from urllib.parse import urlsplit
+
+from rich.console import Console
+
+from .client import is_loopback
+from .output import say
+from .processes import port_open
+from .project import AZURITE_DIR, DEVHOST_DIR, HUB_FILE, check_project_root
+from .services import azurite_listening, start_azurite, start_devhost
+
+AZURITE_LOG = AZURITE_DIR / "azurite.log"
+DEVHOST_LOG = DEVHOST_DIR / "devhost.log"
+
+
+def url_port(base_url: str) -> int:
+    """The TCP port of base_url, with the scheme's default when none is written."""
+    parts = urlsplit(base_url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def host_missing(base_url: str) -> bool:
+    """Whether base_url is on this machine and nothing accepts connections on its port."""
+    return is_loopback(base_url) and not port_open(urlsplit(base_url).hostname or "127.0.0.1", url_port(base_url))
+
+
+@contextmanager
+def local_host(base_url: str, console: Console, allowed: bool = True) -> Iterator[bool]:
+    """Yield whether this call started the host; anything it started is stopped on exit, whatever happens."""
+    if not allowed or not host_missing(base_url):
+        yield False
+        return
+    root = check_project_root()
+    port = url_port(base_url)
+    with ExitStack() as stack:
+        if not azurite_listening():
+            say(console, f"Starting Azurite (data in {AZURITE_DIR}, log {AZURITE_LOG}) ...", "dim")
+            stack.callback(start_azurite(AZURITE_DIR, AZURITE_LOG).stop)
+        say(console, f"Starting devhost on port {port} (log {DEVHOST_LOG}) ...", "dim")
+        stack.callback(start_devhost(root, port, DEVHOST_LOG, HUB_FILE).stop)
+        yield True

@@ -1,0 +1,88 @@
+"""The local services a backup needs: Azurite for storage and a Functions host for the app.
+
+Each starter returns a ready Child or raises ServiceError; the caller owns stopping it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .client import host_ready
+from .processes import Child, ServiceError, port_open, spawn, wait_until_ready
+from .project import AZURITE_BIN, HUB_FILE
+
+LOOPBACK = "127.0.0.1"
+AZURITE_TIMEOUT = 30.0
+DEVHOST_TIMEOUT = 60.0
+# func start may first download the extension bundle.
+FUNC_TIMEOUT = 180.0
+
+
+@dataclass(frozen=True)
+class AzuritePorts:
+    """Azurite's blob, queue and table ports; the defaults are what UseDevelopmentStorage=true means."""
+
+    blob: int = 10000
+    queue: int = 10001
+    table: int = 10002
+
+    def all(self) -> tuple[int, int, int]:
+        """All three ports, for readiness checks."""
+        return (self.blob, self.queue, self.table)
+
+
+def azurite_listening(ports: AzuritePorts = AzuritePorts()) -> bool:
+    """Whether storage already answers, so an Azurite the user runs is reused, not duplicated."""
+    return port_open(LOOPBACK, ports.blob)
+
+
+def start_azurite(location: Path, log_path: Path | None, ports: AzuritePorts = AzuritePorts()) -> Child:
+    """Start the project's Azurite with data in location and wait until all three ports listen."""
+    if not AZURITE_BIN.exists():
+        raise ServiceError(f"Azurite is not installed at {AZURITE_BIN}; run `npm ci` (or `make setup`) first.")
+    location.mkdir(parents=True, exist_ok=True)
+    argv = [
+        str(AZURITE_BIN), "--silent", "--skipApiVersionCheck", "--disableTelemetry", "--location", str(location),
+        "--blobHost", LOOPBACK, "--blobPort", str(ports.blob),
+        "--queueHost", LOOPBACK, "--queuePort", str(ports.queue),
+        "--tableHost", LOOPBACK, "--tablePort", str(ports.table),
+    ]
+    child = spawn("Azurite", argv, cwd=location, log_path=log_path)
+    _ready_or_stopped(child, lambda: all(port_open(LOOPBACK, port) for port in ports.all()), AZURITE_TIMEOUT)
+    return child
+
+
+def start_devhost(app_dir: Path, port: int, log_path: Path | None, hub: Path = HUB_FILE) -> Child:
+    """Start the pure-Python host for the app on port and wait until its status endpoint says ready."""
+    hub.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable, "-m", "devhost", "--port", str(port), "--app-dir", str(app_dir), "--hub", str(hub),
+    ]
+    child = spawn("devhost", argv, cwd=app_dir, log_path=log_path)
+    _ready_or_stopped(child, lambda: host_ready(f"http://{LOOPBACK}:{port}"), DEVHOST_TIMEOUT)
+    return child
+
+
+def func_path() -> str | None:
+    """Azure Functions Core Tools, if installed; it is the real host and preferred when present."""
+    return shutil.which("func")
+
+
+def start_func(func: str, app_dir: Path, port: int) -> Child:
+    """Start `func start` in the foreground (output to the terminal) and wait until the host is ready."""
+    child = spawn("func start", [func, "start", "--port", str(port)], cwd=app_dir, log_path=None)
+    _ready_or_stopped(child, lambda: host_ready(f"http://{LOOPBACK}:{port}"), FUNC_TIMEOUT)
+    return child
+
+
+def _ready_or_stopped(child: Child, ready: Callable[[], bool], timeout: float) -> None:
+    """Wait for readiness; a child that never got ready is stopped before the error goes up."""
+    try:
+        wait_until_ready(child, ready, timeout)
+    except BaseException:
+        child.stop()
+        raise
