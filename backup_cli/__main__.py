@@ -22,9 +22,10 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     backup = commands.add_parser(
-        "backup", help="back up DIR and follow the progress",
+        "backup",
+        help="back up DIR and follow the progress",
         description="Start a backup of DIR and follow it. If nothing listens at a local --url, Azurite and "
-                    "devhost are started for the duration (logs in .azurite/ and .devhost/).",
+        "devhost are started for the duration (logs in .azurite/ and .devhost/).",
     )
     backup.add_argument("directory", metavar="DIR", help="directory to back up (made absolute)")
     backup.add_argument("--url", default=DEFAULT_URL, help=f"base URL of the host (default {DEFAULT_URL})")
@@ -52,8 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "start":
             return run_start(args.port, out, err)
         options = BackupOptions(
-            directory=args.directory, url=args.url, include=args.include, exclude=args.exclude,
-            show_progress=not args.no_progress, start_services=not args.no_start,
+            directory=args.directory,
+            url=args.url,
+            include=args.include,
+            exclude=args.exclude,
+            show_progress=not args.no_progress,
+            start_services=not args.no_start,
         )
         return run_backup(options, out, err)
     except KeyboardInterrupt:

@@ -46,10 +46,24 @@ def start_azurite(location: Path, log_path: Path | None, ports: AzuritePorts = A
         raise ServiceError(f"Azurite is not installed at {AZURITE_BIN}; run `npm ci` (or `make setup`) first.")
     location.mkdir(parents=True, exist_ok=True)
     argv = [
-        str(AZURITE_BIN), "--silent", "--skipApiVersionCheck", "--disableTelemetry", "--location", str(location),
-        "--blobHost", LOOPBACK, "--blobPort", str(ports.blob),
-        "--queueHost", LOOPBACK, "--queuePort", str(ports.queue),
-        "--tableHost", LOOPBACK, "--tablePort", str(ports.table),
+        str(AZURITE_BIN),
+        "--silent",
+        "--skipApiVersionCheck",
+        "--disableTelemetry",
+        "--location",
+        str(location),
+        "--blobHost",
+        LOOPBACK,
+        "--blobPort",
+        str(ports.blob),
+        "--queueHost",
+        LOOPBACK,
+        "--queuePort",
+        str(ports.queue),
+        "--tableHost",
+        LOOPBACK,
+        "--tablePort",
+        str(ports.table),
     ]
     child = spawn("Azurite", argv, cwd=location, log_path=log_path)
     _ready_or_stopped(child, lambda: all(port_open(LOOPBACK, port) for port in ports.all()), AZURITE_TIMEOUT)
@@ -60,7 +74,15 @@ def start_devhost(app_dir: Path, port: int, log_path: Path | None, hub: Path = H
     """Start the pure-Python host for the app on port and wait until its status endpoint says ready."""
     hub.parent.mkdir(parents=True, exist_ok=True)
     argv = [
-        sys.executable, "-m", "devhost", "--port", str(port), "--app-dir", str(app_dir), "--hub", str(hub),
+        sys.executable,
+        "-m",
+        "devhost",
+        "--port",
+        str(port),
+        "--app-dir",
+        str(app_dir),
+        "--hub",
+        str(hub),
     ]
     child = spawn("devhost", argv, cwd=app_dir, log_path=log_path)
     _ready_or_stopped(child, lambda: host_ready(f"http://{LOOPBACK}:{port}"), DEVHOST_TIMEOUT)

@@ -40,8 +40,12 @@ def run_start(port: int, out: Console, err: Console) -> int:
                 say(out, f"Azure Functions Core Tools not found; starting devhost on port {port} ...", "dim")
                 host = start_devhost(root, port, log_path=None, hub=HUB_FILE)
             stack.callback(host.stop)
-            say(out, f"Host ready at http://{LOOPBACK}:{port}. Run `make backup DIR=<path>` elsewhere; "
-                     "Ctrl-C stops everything started here.", "green")
+            say(
+                out,
+                f"Host ready at http://{LOOPBACK}:{port}. Run `make backup DIR=<path>` elsewhere; "
+                "Ctrl-C stops everything started here.",
+                "green",
+            )
             code = host.process.wait()
         except ServiceError as exc:
             say(err, f"Error: {exc}", "red")

@@ -23,15 +23,25 @@ def running(phase: str, total: int | None, done: int, size: int) -> dict[str, An
     custom: dict[str, Any] = {"phase": phase, "filesDone": done, "bytesDone": size}
     if total is not None:
         custom["filesTotal"] = total
-    return {"name": "E2_BackupSiteContent", "instanceId": INSTANCE_ID, "runtimeStatus": "Running",
-            "customStatus": custom, "output": None}
+    return {
+        "name": "E2_BackupSiteContent",
+        "instanceId": INSTANCE_ID,
+        "runtimeStatus": "Running",
+        "customStatus": custom,
+        "output": None,
+    }
 
 
 def ended(runtime_status: str, output: Any, total: int = 3) -> dict[str, Any]:
     """A status body for a backup that has ended."""
     custom = {"phase": "completed", "filesTotal": total, "filesDone": total, "bytesDone": 0}
-    return {"name": "E2_BackupSiteContent", "instanceId": INSTANCE_ID, "runtimeStatus": runtime_status,
-            "customStatus": custom, "output": output}
+    return {
+        "name": "E2_BackupSiteContent",
+        "instanceId": INSTANCE_ID,
+        "runtimeStatus": runtime_status,
+        "customStatus": custom,
+        "output": output,
+    }
 
 
 @dataclass
@@ -60,8 +70,9 @@ def handler_for(scenario: Scenario) -> type[BaseHTTPRequestHandler]:
                 self._json(status, {"error": message})
                 return
             location = f"http://{self.headers['Host']}{STATUS_PATH}?taskHub=SiteBackupHub&connection=Storage"
-            self._json(202, {"id": INSTANCE_ID, "statusQueryGetUri": location},
-                       {"Location": location, "Retry-After": "10"})
+            self._json(
+                202, {"id": INSTANCE_ID, "statusQueryGetUri": location}, {"Location": location, "Retry-After": "10"}
+            )
 
         def do_GET(self) -> None:
             if self.path == "/admin/host/status":

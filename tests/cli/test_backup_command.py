@@ -24,11 +24,13 @@ TOTAL_BYTES = 123_456_789
 
 def completing() -> Scenario:
     """Two Running polls with progress, then Completed with the total byte count."""
-    return Scenario(statuses=[
-        running("listing", None, 0, 0),
-        running("copying", 3, 1, 1000),
-        ended("Completed", TOTAL_BYTES),
-    ])
+    return Scenario(
+        statuses=[
+            running("listing", None, 0, 0),
+            running("copying", 3, 1, 1000),
+            ended("Completed", TOTAL_BYTES),
+        ]
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -62,11 +64,24 @@ def test_relative_directory_is_sent_absolute(tmp_path, monkeypatch, capsys):
 def test_patterns_use_the_object_form(tmp_path, capsys):
     scenario = completing()
     with fake_host(scenario) as url:
-        code = main(["backup", str(tmp_path), "--url", url, "--include", "*.html", "--exclude", "*.tmp",
-                     "--exclude", "cache/**"])
+        code = main(
+            [
+                "backup",
+                str(tmp_path),
+                "--url",
+                url,
+                "--include",
+                "*.html",
+                "--exclude",
+                "*.tmp",
+                "--exclude",
+                "cache/**",
+            ]
+        )
     assert code == 0
-    assert scenario.posted == [{"rootDirectory": str(tmp_path), "include": ["*.html"],
-                                "exclude": ["*.tmp", "cache/**"]}]
+    assert scenario.posted == [
+        {"rootDirectory": str(tmp_path), "include": ["*.html"], "exclude": ["*.tmp", "cache/**"]}
+    ]
 
 
 def test_no_progress_prints_only_the_result(tmp_path, capsys):
@@ -121,7 +136,11 @@ def test_module_entry_point_runs_a_backup(tmp_path):
     with fake_host(completing()) as url:
         result = subprocess.run(
             [sys.executable, "-m", "backup_cli", "backup", str(tmp_path), "--url", url],
-            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
     assert result.returncode == 0, result.stderr
     assert "Backup completed: 123.5 MB (123,456,789 bytes)" in result.stdout
@@ -133,14 +152,16 @@ def test_retry_after_is_capped(monkeypatch, header, seconds):
     assert client.retry_after(header) == seconds
 
 
-
 def test_interrupt_stops_following_and_says_the_backup_goes_on(tmp_path):
     """SIGINT once progress shows: exit 130 and a message that the host keeps the backup running."""
     scenario = Scenario(statuses=[running("copying", 10, 1, 100)])
     with fake_host(scenario) as url:
         process = subprocess.Popen(
             [sys.executable, "-m", "backup_cli", "backup", str(tmp_path), "--url", url],
-            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:

@@ -14,7 +14,7 @@ from backup_cli.services import start_devhost
 
 from .test_processes import processes_mentioning
 
-STUB = '''
+STUB = """
 import argparse, json, signal, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -36,7 +36,7 @@ server = HTTPServer(("127.0.0.1", int(args.port)), Handler)
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 print(f"devhost: listening on http://127.0.0.1:{args.port}", flush=True)
 server.serve_forever()
-'''
+"""
 
 
 def test_devhost_is_started_ready_and_stopped(tmp_path):
