@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from . import history as h
 from . import logs
 from .episode import (
+    PAYLOAD_WARN_BYTES,
     EpisodeInfo,
     EpisodeOutcome,
     ExecutionState,
@@ -540,6 +541,10 @@ class Engine:
         if error is None:
             event = h.task_completed(stamp, item.seq, result)
             logs.executed(item.name, invocation, elapsed)
+            if result is not None and len(result) > PAYLOAD_WARN_BYTES:
+                logs.warn(f"instance {item.instance_id}: output of activity '{item.name}' is "
+                          f"{len(result) // 1024} KB, over the {PAYLOAD_WARN_BYTES // 1024} KB that Azure "
+                          "Storage queues accept inline; it will be slower or fail in Azure")
         else:
             text = worker_error_text(error)
             reason = f"Activity function '{item.name}' failed: {text}"
@@ -557,7 +562,8 @@ class Engine:
                 return
             self._flush_requested = True
         assert self.loop is not None
-        self.loop.call_soon_threadsafe(self.flush_wakeup.set)
+        with contextlib.suppress(RuntimeError):  # the loop is closed during shutdown
+            self.loop.call_soon_threadsafe(self.flush_wakeup.set)
 
     def _run_sync_activity(self, info: FunctionInfo | None, item: ActivityRow) -> None:
         if self.stopping:

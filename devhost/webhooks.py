@@ -13,7 +13,9 @@ from urllib.parse import parse_qsl, quote, unquote
 from aiohttp import web
 
 from . import history as h
+from . import logs
 from .dispatcher import Engine
+from .episode import PAYLOAD_WARN_BYTES
 from .status import shape_history, status_json
 from .store import LIVE_STATUSES, TERMINAL_STATUSES, InstanceExists
 
@@ -211,6 +213,9 @@ class WebhookApi:
                 input_text = json.dumps(json.loads(body))
             except ValueError:
                 return argument_error("Invalid JSON content")
+        if input_text is not None and len(input_text) > PAYLOAD_WARN_BYTES:
+            logs.warn(f"instance {instance_id}: orchestration input is {len(input_text) // 1024} KB, over the "
+                      f"{PAYLOAD_WARN_BYTES // 1024} KB that Azure Storage queues accept inline")
         await self.engine.start_new(name, instance_id, input_text)
         return await self._wait_or_check_status(request, query, instance_id)
 
