@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.devhost_process import DevhostProcess
 
-APP = textwrap.dedent('''
+APP = textwrap.dedent("""
     import azure.durable_functions as df
     import azure.functions as func
 
@@ -34,7 +34,7 @@ APP = textwrap.dedent('''
         n = context.get_input()["n"]
         results = yield context.task_all([context.call_activity("noop", i) for i in range(n)])
         return len(results)
-''')
+""")
 
 
 def noop(x: int) -> int:
@@ -73,8 +73,11 @@ def main() -> int:
         host.start()
         try:
             started = time.perf_counter()
-            code, body = http("POST", f"{host.base_url}/runtime/webhooks/durabletask/orchestrators/fan_out",
-                              json.dumps({"n": args.n}).encode())
+            code, body = http(
+                "POST",
+                f"{host.base_url}/runtime/webhooks/durabletask/orchestrators/fan_out",
+                json.dumps({"n": args.n}).encode(),
+            )
             assert code == 202, (code, body)
             status_url = f"{host.base_url}/runtime/webhooks/durabletask/instances/{body['id']}"
             while True:
@@ -95,9 +98,20 @@ def main() -> int:
     print(f"devhost fan-out: {args.n} activities in {elapsed:.2f}s = {rate:.0f} activities/s")
     print(f"baseline thread pool: {base:.0f} calls/s; devhost/baseline ratio = {rate / base:.4f}")
     print("breakdown (seconds, summed over threads):")
-    for key in ("episodes", "events_delivered", "replay_seconds", "context_build_seconds", "plan_seconds",
-                "episode_wall_seconds", "sqlite_seconds", "sqlite_transactions", "activities_run",
-                "activity_seconds", "completion_batches", "completions_committed"):
+    for key in (
+        "episodes",
+        "events_delivered",
+        "replay_seconds",
+        "context_build_seconds",
+        "plan_seconds",
+        "episode_wall_seconds",
+        "sqlite_seconds",
+        "sqlite_transactions",
+        "activities_run",
+        "activity_seconds",
+        "completion_batches",
+        "completions_committed",
+    ):
         value = stats.get(key)
         print(f"  {key:24s} {value:.3f}" if isinstance(value, float) else f"  {key:24s} {value}")
     return 0

@@ -42,13 +42,13 @@ async def serve(args: argparse.Namespace) -> int:
     engine = Engine(index, settings, store)
     webhooks = WebhookApi(engine, settings.hub_name)
     # The binding needs the RPC port, which is known only after binding; it is patched in below.
-    triggers = HttpTriggers(index, settings.route_prefix, client_binding(args.port, args.rpc_port,
-                                                                           settings.hub_name))
+    triggers = HttpTriggers(index, settings.route_prefix, client_binding(args.port, args.rpc_port, settings.hub_name))
     server = DevhostServer(engine, webhooks, triggers)
     rpc_port = await server.start(args.port, args.rpc_port)
     if rpc_port != args.rpc_port:
-        triggers.binding_json = HttpTriggers(index, settings.route_prefix, client_binding(
-            args.port, rpc_port, settings.hub_name)).binding_json
+        triggers.binding_json = HttpTriggers(
+            index, settings.route_prefix, client_binding(args.port, rpc_port, settings.hub_name)
+        ).binding_json
     await engine.start()
 
     stop = asyncio.Event()
@@ -57,8 +57,9 @@ async def serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     for name, info in sorted(index.all.items()):
         logs.line(f"devhost: function {name} ({info.kind})")
-    print(f"devhost: listening on http://127.0.0.1:{args.port} "
-          f"(rpc http://127.0.0.1:{rpc_port}/durabletask/)", flush=True)
+    print(
+        f"devhost: listening on http://127.0.0.1:{args.port} (rpc http://127.0.0.1:{rpc_port}/durabletask/)", flush=True
+    )
     await stop.wait()
     logs.line("devhost: shutting down")
     await server.stop()

@@ -149,8 +149,9 @@ class Engine:
 
     # ---- message delivery ---------------------------------------------------------------------------
 
-    def new_message(self, instance_id: str, execution_id: str | None, event: dict[str, Any],
-                    visible_at: float = 0.0) -> MessageRow:
+    def new_message(
+        self, instance_id: str, execution_id: str | None, event: dict[str, Any], visible_at: float = 0.0
+    ) -> MessageRow:
         return MessageRow(next(self.message_ids), instance_id, execution_id, visible_at, event)
 
     def _deliver(self, message: MessageRow) -> None:
@@ -281,12 +282,12 @@ class Engine:
     async def _consume_only(self, runtime: Runtime, message_ids: list[int]) -> None:
         if not message_ids:
             return
-        write = EpisodeWrite(instance_id=runtime.row["instance_id"], row=runtime.row,
-                             consumed_message_ids=message_ids)
+        write = EpisodeWrite(instance_id=runtime.row["instance_id"], row=runtime.row, consumed_message_ids=message_ids)
         await self.db(self.store.commit_episode, write)
 
-    async def _control_only(self, runtime: Runtime, control: list[MessageRow], stale: list[int],
-                            suspended: bool) -> None:
+    async def _control_only(
+        self, runtime: Runtime, control: list[MessageRow], stale: list[int], suspended: bool
+    ) -> None:
         """Suspend/resume without new work: record the events and the status, don't call the orchestrator."""
         row = dict(runtime.row)
         now = self._episode_time(runtime)
@@ -304,7 +305,8 @@ class Engine:
         texts = [json.dumps(e) for e in events]
         start = len(runtime.history_json)
         write = EpisodeWrite(
-            instance_id=row["instance_id"], row=row,
+            instance_id=row["instance_id"],
+            row=row,
             append_events=list(enumerate(texts, start)) if runtime.history_json else [],
             consumed_message_ids=[m.id for m in control] + stale,
         )
@@ -328,8 +330,11 @@ class Engine:
         texts = [json.dumps(e) for e in events]
         start = len(runtime.history_json)
         write = EpisodeWrite(
-            instance_id=row["instance_id"], row=row, append_events=list(enumerate(texts, start)),
-            consumed_message_ids=consumed, drop_outstanding=True,
+            instance_id=row["instance_id"],
+            row=row,
+            append_events=list(enumerate(texts, start)),
+            consumed_message_ids=consumed,
+            drop_outstanding=True,
             messages=self._notify_parent(row, "Failed", reason or "Terminated", stamp),
         )
         await self.db(self.store.commit_episode, write)
@@ -343,8 +348,7 @@ class Engine:
         self.cache.pop(iid, None)
         runtime.held = []
 
-    def _notify_parent(self, row: dict[str, Any], status: str, output: str | None,
-                       stamp: str) -> list[MessageRow]:
+    def _notify_parent(self, row: dict[str, Any], status: str, output: str | None, stamp: str) -> list[MessageRow]:
         parent = row.get("parent_instance_id")
         if not parent:
             return []
@@ -367,8 +371,14 @@ class Engine:
             row.get("parent_instance_id"),
         )
 
-    def _replay(self, info: FunctionInfo, runtime: Runtime, new_texts: list[str],
-                delivered: list[dict[str, Any]], episode: EpisodeInfo) -> tuple[EpisodeOutcome, str]:
+    def _replay(
+        self,
+        info: FunctionInfo,
+        runtime: Runtime,
+        new_texts: list[str],
+        delivered: list[dict[str, Any]],
+        episode: EpisodeInfo,
+    ) -> tuple[EpisodeOutcome, str]:
         """Runs in an orchestrator thread: build the context, call the SDK, plan the decisions."""
         t0 = time.perf_counter()
         context = self._build_context(runtime, new_texts)
@@ -383,8 +393,9 @@ class Engine:
         self.stats.plan_seconds += t3 - t2
         return outcome, state.to_json()
 
-    async def _run_orchestrator(self, runtime: Runtime, deliver: list[MessageRow], control: list[MessageRow],
-                                stale: list[int], suspended: bool) -> None:
+    async def _run_orchestrator(
+        self, runtime: Runtime, deliver: list[MessageRow], control: list[MessageRow], stale: list[int], suspended: bool
+    ) -> None:
         wall = time.perf_counter()
         row = dict(runtime.row)
         iid = row["instance_id"]
@@ -396,15 +407,24 @@ class Engine:
         new_texts = [json.dumps(e) for e in new_events]
         invocation = str(uuid.uuid4())
         episode = EpisodeInfo(
-            orchestrator_name=row["name"], instance_id=iid, execution_id=row["execution_id"],
-            parent_instance_id=row.get("parent_instance_id"), now=now, timestamp=stamp,
-            activities=self.activity_names, orchestrators=self.orchestrator_names,
+            orchestrator_name=row["name"],
+            instance_id=iid,
+            execution_id=row["execution_id"],
+            parent_instance_id=row.get("parent_instance_id"),
+            now=now,
+            timestamp=stamp,
+            activities=self.activity_names,
+            orchestrators=self.orchestrator_names,
             max_actions=self.settings.max_orchestration_actions,
         )
         if info is None:
-            outcome = EpisodeOutcome(status="Failed", output=failed_output(
-                row["name"], f"The function '{row['name']}' doesn't exist, is disabled, or is not an "
-                "orchestrator function."))
+            outcome = EpisodeOutcome(
+                status="Failed",
+                output=failed_output(
+                    row["name"],
+                    f"The function '{row['name']}' doesn't exist, is disabled, or is not an orchestrator function.",
+                ),
+            )
             state_json = runtime.state.to_json()
         else:
             assert self.loop is not None
@@ -438,29 +458,39 @@ class Engine:
             for a in outcome.activities
         ]
         messages = [
-            self.new_message(iid, row["execution_id"], h.timer_fired(t.fire_at, t.seq, t.fire_at),
-                             h.parse_timestamp(t.fire_at).timestamp())
+            self.new_message(
+                iid,
+                row["execution_id"],
+                h.timer_fired(t.fire_at, t.seq, t.fire_at),
+                h.parse_timestamp(t.fire_at).timestamp(),
+            )
             for t in outcome.timers
         ]
         children = []
         for child in outcome.children:
             child_exec = uuid.uuid4().hex
             parent_ref = {
-                "Name": row["name"], "Version": "",
+                "Name": row["name"],
+                "Version": "",
                 "OrchestrationInstance": {"InstanceId": iid, "ExecutionId": row["execution_id"]},
                 "TaskScheduleId": child.seq,
             }
             child_row = self._new_row(child.instance_id, child.name, child_exec, child.input_text, now)
-            child_row.update(parent_instance_id=iid, parent_execution_id=row["execution_id"],
-                             parent_task_id=child.seq)
-            start_event = h.execution_started(stamp, child.name, child.input_text, child.instance_id,
-                                              child_exec, parent_ref)
+            child_row.update(parent_instance_id=iid, parent_execution_id=row["execution_id"], parent_task_id=child.seq)
+            start_event = h.execution_started(
+                stamp, child.name, child.input_text, child.instance_id, child_exec, parent_ref
+            )
             children.append((child_row, self.new_message(child.instance_id, child_exec, start_event)))
 
         write = EpisodeWrite(
-            instance_id=iid, row=row, append_events=list(enumerate(appended, start)),
+            instance_id=iid,
+            row=row,
+            append_events=list(enumerate(appended, start)),
             consumed_message_ids=[m.id for m in deliver + control] + stale,
-            activities=activities, messages=messages, children=children, drop_outstanding=terminal,
+            activities=activities,
+            messages=messages,
+            children=children,
+            drop_outstanding=terminal,
         )
         if terminal:
             write.messages = self._notify_parent(row, outcome.status, outcome.output, stamp)
@@ -471,10 +501,16 @@ class Engine:
             write.reset_history = True
             write.append_events = []
             write.messages = []
-            row.update(execution_id=new_exec, input=outcome.continue_input, exec_state=None, suspended=0,
-                       status="ContinuedAsNew")
-            start_event = h.execution_started(stamp, row["name"], outcome.continue_input, iid, new_exec,
-                                              self._parent_ref(row))
+            row.update(
+                execution_id=new_exec,
+                input=outcome.continue_input,
+                exec_state=None,
+                suspended=0,
+                status="ContinuedAsNew",
+            )
+            start_event = h.execution_started(
+                stamp, row["name"], outcome.continue_input, iid, new_exec, self._parent_ref(row)
+            )
             continue_start = self.new_message(iid, new_exec, start_event)
             write.messages = [continue_start]
 
@@ -500,7 +536,7 @@ class Engine:
             failure = h.sub_orchestration_failed(stamp, seq, text, h.dotnet_exception_details(text))
             write.messages.append(self.new_message(iid, row["execution_id"], failure))
         if rejected:
-            await self.db(self.store.add_messages, write.messages[-len(rejected):])
+            await self.db(self.store.add_messages, write.messages[-len(rejected) :])
         for activity in activities:
             self._submit_activity(activity)
         for message in write.messages:
@@ -517,9 +553,12 @@ class Engine:
         if not row.get("parent_instance_id"):
             return None
         return {
-            "Name": None, "Version": "",
-            "OrchestrationInstance": {"InstanceId": row["parent_instance_id"],
-                                      "ExecutionId": row.get("parent_execution_id")},
+            "Name": None,
+            "Version": "",
+            "OrchestrationInstance": {
+                "InstanceId": row["parent_instance_id"],
+                "ExecutionId": row.get("parent_execution_id"),
+            },
             "TaskScheduleId": row.get("parent_task_id"),
         }
 
@@ -533,8 +572,9 @@ class Engine:
         else:
             self.activity_pool.submit(self._run_sync_activity, info, item)
 
-    def _activity_done(self, item: ActivityRow, started: float, result: str | None,
-                       error: BaseException | None) -> None:
+    def _activity_done(
+        self, item: ActivityRow, started: float, result: str | None, error: BaseException | None
+    ) -> None:
         elapsed = time.perf_counter() - started
         stamp = h.format_timestamp(h.utcnow())
         invocation = str(uuid.uuid4())
@@ -542,17 +582,18 @@ class Engine:
             event = h.task_completed(stamp, item.seq, result)
             logs.executed(item.name, invocation, elapsed)
             if result is not None and len(result) > PAYLOAD_WARN_BYTES:
-                logs.warn(f"instance {item.instance_id}: output of activity '{item.name}' is "
-                          f"{len(result) // 1024} KB, over the {PAYLOAD_WARN_BYTES // 1024} KB that Azure "
-                          "Storage queues accept inline; it will be slower or fail in Azure")
+                logs.warn(
+                    f"instance {item.instance_id}: output of activity '{item.name}' is "
+                    f"{len(result) // 1024} KB, over the {PAYLOAD_WARN_BYTES // 1024} KB that Azure "
+                    "Storage queues accept inline; it will be slower or fail in Azure"
+                )
         else:
             text = worker_error_text(error)
             reason = f"Activity function '{item.name}' failed: {text}"
             event = h.task_failed(stamp, item.seq, reason, h.dotnet_exception_details(text))
             logs.executed(item.name, invocation, elapsed, text)
             logs.error(
-                f"activity '{item.name}' ({item.instance_id}) failed:\n"
-                + "".join(traceback.format_exception(error))
+                f"activity '{item.name}' ({item.instance_id}) failed:\n" + "".join(traceback.format_exception(error))
             )
         self.stats.activities_run += 1
         self.stats.activity_seconds += elapsed
@@ -573,8 +614,9 @@ class Engine:
         started = time.perf_counter()
         try:
             if info is None:
-                raise LookupError(f"The function '{item.name}' doesn't exist, is disabled, or is not an "
-                                  "activity function.")
+                raise LookupError(
+                    f"The function '{item.name}' doesn't exist, is disabled, or is not an activity function."
+                )
             result = run_sync_activity(info, item.input)
         except BaseException as exc:
             self._activity_done(item, started, None, exc)
@@ -615,14 +657,25 @@ class Engine:
 
     # ---- client operations --------------------------------------------------------------------------
 
-    def _new_row(self, instance_id: str, name: str, execution_id: str, input_text: str | None,
-                 now: Any) -> dict[str, Any]:
+    def _new_row(
+        self, instance_id: str, name: str, execution_id: str, input_text: str | None, now: Any
+    ) -> dict[str, Any]:
         stamp = _iso(now)
         return {
-            "instance_id": instance_id, "name": name, "execution_id": execution_id, "status": "Pending",
-            "input": input_text, "output": None, "custom_status": None, "created_time": stamp,
-            "last_updated_time": stamp, "parent_instance_id": None, "parent_execution_id": None,
-            "parent_task_id": None, "exec_state": None, "suspended": 0,
+            "instance_id": instance_id,
+            "name": name,
+            "execution_id": execution_id,
+            "status": "Pending",
+            "input": input_text,
+            "output": None,
+            "custom_status": None,
+            "created_time": stamp,
+            "last_updated_time": stamp,
+            "parent_instance_id": None,
+            "parent_execution_id": None,
+            "parent_task_id": None,
+            "exec_state": None,
+            "suspended": 0,
         }
 
     async def start_new(self, name: str, instance_id: str, input_text: str | None) -> None:

@@ -160,8 +160,10 @@ def _hash_atoms(digest: Any, flat: list[dict[str, Any]]) -> None:
 
 def _size_warning(what: str, text: str | None, limit: int) -> str | None:
     if text is not None and len(text.encode("utf-8", "replace")) > limit:
-        return f"{what} is {len(text.encode('utf-8', 'replace')) // 1024} KB, over the {limit // 1024} KB " \
+        return (
+            f"{what} is {len(text.encode('utf-8', 'replace')) // 1024} KB, over the {limit // 1024} KB "
             "that Azure Storage queues/tables accept inline; it will be slower or fail in Azure"
+        )
     return None
 
 
@@ -362,11 +364,11 @@ def plan_episode(
             "Non-deterministic workflow detected: the orchestrator's earlier actions changed between "
             "replays. Orchestrator code must be deterministic (no random, clock or I/O outside activities)",
         )
-    for atom in flat[state.atom_count:]:
+    for atom in flat[state.atom_count :]:
         problem = _schedule_atom(atom, state, info, outcome)
         if problem:
             return _fail(outcome, info, problem)
-    _hash_atoms(digest, flat[state.atom_count:])
+    _hash_atoms(digest, flat[state.atom_count :])
     state.atom_count = len(flat)
     state.prefix_hash = digest.hexdigest()
 

@@ -120,9 +120,7 @@ def execution_resumed(timestamp: str, reason: str | None) -> dict[str, Any]:
 
 def task_scheduled(timestamp: str, seq: int, name: str, action_input: str | None) -> dict[str, Any]:
     """TaskScheduled; Input is a JSON array holding the action's input text (§6)."""
-    return _event(
-        EventType.TaskScheduled, timestamp, seq, Name=name, Version="", Input=json.dumps([action_input])
-    )
+    return _event(EventType.TaskScheduled, timestamp, seq, Name=name, Version="", Input=json.dumps([action_input]))
 
 
 def task_completed(timestamp: str, seq: int, result: str | None) -> dict[str, Any]:
@@ -189,7 +187,7 @@ def context_json(
     parent_instance_id: str | None,
 ) -> str:
     """The orchestrationTrigger payload (§4.1), assembled from pre-serialized events to avoid re-encoding."""
-    head = "{\"history\": [" + ", ".join(history_json) + "], "
+    head = '{"history": [' + ", ".join(history_json) + "], "
     tail = {
         "input": input_value,
         "instanceId": instance_id,

@@ -18,8 +18,13 @@ from .indexing import FunctionIndex, FunctionInfo
 from .invoke import InvocationContext
 
 _PARAM = re.compile(r"\{([^{}]+)\}")
-_CONSTRAINTS = {"int": r"-?\d+", "long": r"-?\d+", "alpha": r"[A-Za-z]+", "bool": r"(?:true|false)",
-                "guid": r"[0-9A-Fa-f-]{32,36}"}
+_CONSTRAINTS = {
+    "int": r"-?\d+",
+    "long": r"-?\d+",
+    "alpha": r"[A-Za-z]+",
+    "bool": r"(?:true|false)",
+    "guid": r"[0-9A-Fa-f-]{32,36}",
+}
 
 
 @dataclass
@@ -36,7 +41,7 @@ def compile_template(template: str) -> re.Pattern[str]:
     out: list[str] = []
     pos = 0
     for match in _PARAM.finditer(template):
-        literal = template[pos:match.start()]
+        literal = template[pos : match.start()]
         spec = match.group(1)
         optional = spec.endswith("?")
         spec = spec.rstrip("?")
@@ -98,14 +103,15 @@ class HttpTriggers:
         for info in index.http:
             template = (info.trigger.get("route") or info.name).strip("/")
             methods = info.trigger.get("methods")
-            self.routes.append(Route(info, compile_template(template),
-                                     {str(m).upper() for m in methods} if methods else None))
+            self.routes.append(
+                Route(info, compile_template(template), {str(m).upper() for m in methods} if methods else None)
+            )
 
     def match(self, path: str) -> tuple[Route, dict[str, str]] | None:
         if self.prefix:
             if path.lower() != self.prefix.lower() and not path.lower().startswith(self.prefix.lower() + "/"):
                 return None
-            path = path[len(self.prefix):]
+            path = path[len(self.prefix) :]
         rest = path.strip("/")
         for route in self.routes:
             found = route.pattern.fullmatch(rest)

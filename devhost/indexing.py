@@ -61,11 +61,7 @@ def load_app_module(app_dir: Path, module_name: str = "function_app") -> Any:
 
 def find_register(module: Any) -> func.FunctionRegister:
     """Return the module's single FunctionRegister (df.DFApp / func.FunctionApp)."""
-    registers = [
-        (name, value)
-        for name, value in vars(module).items()
-        if isinstance(value, func.FunctionRegister)
-    ]
+    registers = [(name, value) for name, value in vars(module).items() if isinstance(value, func.FunctionRegister)]
     if not registers:
         raise IndexingError(
             f"{module.__name__}.py defines no FunctionApp: create exactly one `app = df.DFApp(...)` "
@@ -108,7 +104,7 @@ def _check_parameters(name: str, fn: Any, bindings: list[dict[str, Any]]) -> boo
         if "orchestrationTrigger" in trigger_types:
             hint = (
                 "The orchestrator's parameter must be named `context`: use "
-                "@app.orchestration_trigger(context_name=\"context\") with `def orchestrator(context)`"
+                '@app.orchestration_trigger(context_name="context") with `def orchestrator(context)`'
             )
         raise IndexingError(f"cannot load the {name} function: {'; '.join(parts)}. {hint}.")
     return wants_context

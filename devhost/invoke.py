@@ -40,9 +40,7 @@ class OrchestratorResult:
 def call_orchestrator(info: FunctionInfo, context_json: str) -> OrchestratorResult:
     """Decode the context like OrchestrationTriggerConverter and call the SDK's handle(context)."""
     try:
-        ctx = OrchestrationTriggerConverter.decode(
-            meta.Datum(value=context_json, type="string"), trigger_metadata=None
-        )
+        ctx = OrchestrationTriggerConverter.decode(meta.Datum(value=context_json, type="string"), trigger_metadata=None)
         return OrchestratorResult("state", json.loads(info.callable(ctx)))
     except Exception as exc:
         _, sep, state = str(exc).partition(OUT_OF_PROC_LABEL)

@@ -38,10 +38,9 @@ class DevhostServer:
         lower = path.lower()
         for base in (WEBHOOK_PATH, RPC_PATH):
             if lower == base or lower.startswith(base + "/"):
-                return await self.webhooks.handle(request, path[len(base) + 1:])
+                return await self.webhooks.handle(request, path[len(base) + 1 :])
         if lower == "/admin/host/status":
-            return web.json_response({"id": "devhost", "state": "Running", "version": "devhost",
-                                      "processUptime": 0})
+            return web.json_response({"id": "devhost", "state": "Running", "version": "devhost", "processUptime": 0})
         if lower == "/admin/devhost/stats":
             return web.json_response(self.engine.stats.as_dict(self.engine.store))
         if serve_app_routes:

@@ -70,7 +70,5 @@ def load_host_settings(app_dir: Path) -> HostSettings:
         max_concurrent_orchestrators=_int_or(
             durable.get("maxConcurrentOrchestratorFunctions"), defaults.max_concurrent_orchestrators
         ),
-        max_orchestration_actions=_int_or(
-            durable.get("maxOrchestrationActions"), defaults.max_orchestration_actions
-        ),
+        max_orchestration_actions=_int_or(durable.get("maxOrchestrationActions"), defaults.max_orchestration_actions),
     )

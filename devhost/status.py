@@ -9,8 +9,7 @@ from .history import EventType
 
 _TASK_DONE = (EventType.TaskCompleted, EventType.TaskFailed)
 _SUB_DONE = (EventType.SubOrchestrationInstanceCompleted, EventType.SubOrchestrationInstanceFailed)
-_WITH_RESULT = (EventType.TaskCompleted, EventType.SubOrchestrationInstanceCompleted,
-                EventType.ExecutionCompleted)
+_WITH_RESULT = (EventType.TaskCompleted, EventType.SubOrchestrationInstanceCompleted, EventType.ExecutionCompleted)
 
 
 def parse_stored(text: str | None) -> Any:
@@ -30,8 +29,9 @@ def status_time(stored: str) -> str:
     return stored[:19] + "Z"
 
 
-def status_json(row: dict[str, Any], show_input: bool = True,
-                history_events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def status_json(
+    row: dict[str, Any], show_input: bool = True, history_events: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The status body, keys in the extension's order; historyEvents only when asked for."""
     body: dict[str, Any] = {
         "name": row["name"],

@@ -62,8 +62,19 @@ CREATE INDEX IF NOT EXISTS activities_instance ON activities(instance_id);
 """
 
 INSTANCE_COLUMNS = (
-    "instance_id", "name", "execution_id", "status", "input", "output", "custom_status", "created_time",
-    "last_updated_time", "parent_instance_id", "parent_execution_id", "parent_task_id", "exec_state",
+    "instance_id",
+    "name",
+    "execution_id",
+    "status",
+    "input",
+    "output",
+    "custom_status",
+    "created_time",
+    "last_updated_time",
+    "parent_instance_id",
+    "parent_execution_id",
+    "parent_task_id",
+    "exec_state",
     "suspended",
 )
 
@@ -170,9 +181,7 @@ class Store:
         self.conn.execute("DELETE FROM activities WHERE instance_id = ?", (instance_id,))
 
     def _status_of(self, instance_id: str) -> str | None:
-        found = self.conn.execute(
-            "SELECT status FROM instances WHERE instance_id = ?", (instance_id,)
-        ).fetchone()
+        found = self.conn.execute("SELECT status FROM instances WHERE instance_id = ?", (instance_id,)).fetchone()
         return found[0] if found else None
 
     def create_instance(self, row: dict[str, Any], start: MessageRow) -> None:
@@ -181,9 +190,7 @@ class Store:
         try:
             status = self._status_of(row["instance_id"])
             if status in LIVE_STATUSES:
-                raise InstanceExists(
-                    f"An Orchestration instance with the status {status} already exists."
-                )
+                raise InstanceExists(f"An Orchestration instance with the status {status} already exists.")
             self._forget(row["instance_id"])
             self._upsert_instance(row)
             self._insert_messages([start])
@@ -204,9 +211,7 @@ class Store:
                 self.conn.execute("DELETE FROM messages WHERE instance_id = ?", (iid,))
                 self.conn.execute("DELETE FROM activities WHERE instance_id = ?", (iid,))
             elif write.consumed_message_ids:
-                self.conn.executemany(
-                    "DELETE FROM messages WHERE id = ?", [(i,) for i in write.consumed_message_ids]
-                )
+                self.conn.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in write.consumed_message_ids])
             self._upsert_instance(write.row)
             if write.append_events:
                 self.conn.executemany(
@@ -215,8 +220,7 @@ class Store:
                 )
             if write.activities:
                 self.conn.executemany(
-                    "INSERT INTO activities(id, instance_id, execution_id, seq, name, input) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO activities(id, instance_id, execution_id, seq, name, input) VALUES (?, ?, ?, ?, ?, ?)",
                     [(a.id, a.instance_id, a.execution_id, a.seq, a.name, a.input) for a in write.activities],
                 )
             for child_row, child_start in write.children:

@@ -25,8 +25,7 @@ LIVE_OR_WAITING = ("Pending", "Running", "ContinuedAsNew", "Suspended")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json",
-                        headers=headers)
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
 
 
 def empty(status: int) -> web.Response:
@@ -35,21 +34,27 @@ def empty(status: int) -> web.Response:
 
 def argument_error(text: str) -> web.Response:
     """An ArgumentException, which the extension maps to 400."""
-    return json_response({
-        "Message": "One or more of the arguments submitted is incorrect",
-        "ExceptionMessage": text,
-        "ExceptionType": "System.ArgumentException",
-        "StackTrace": "",
-    }, 400)
+    return json_response(
+        {
+            "Message": "One or more of the arguments submitted is incorrect",
+            "ExceptionMessage": text,
+            "ExceptionType": "System.ArgumentException",
+            "StackTrace": "",
+        },
+        400,
+    )
 
 
 def server_error(text: str, exception_type: str = "System.InvalidOperationException") -> web.Response:
-    return json_response({
-        "Message": "Something went wrong while processing your request",
-        "ExceptionMessage": text,
-        "ExceptionType": exception_type,
-        "StackTrace": "",
-    }, 500)
+    return json_response(
+        {
+            "Message": "Something went wrong while processing your request",
+            "ExceptionMessage": text,
+            "ExceptionType": exception_type,
+            "StackTrace": "",
+        },
+        500,
+    )
 
 
 def instance_id_problem(instance_id: str) -> str | None:
@@ -214,8 +219,10 @@ class WebhookApi:
             except ValueError:
                 return argument_error("Invalid JSON content")
         if input_text is not None and len(input_text) > PAYLOAD_WARN_BYTES:
-            logs.warn(f"instance {instance_id}: orchestration input is {len(input_text) // 1024} KB, over the "
-                      f"{PAYLOAD_WARN_BYTES // 1024} KB that Azure Storage queues accept inline")
+            logs.warn(
+                f"instance {instance_id}: orchestration input is {len(input_text) // 1024} KB, over the "
+                f"{PAYLOAD_WARN_BYTES // 1024} KB that Azure Storage queues accept inline"
+            )
         await self.engine.start_new(name, instance_id, input_text)
         return await self._wait_or_check_status(request, query, instance_id)
 
@@ -227,8 +234,7 @@ class WebhookApi:
         events = None
         if query.flag("showHistory", False):
             texts = await self.engine.db(self.engine.store.load_history, instance_id)
-            events = shape_history([json.loads(t) for t in texts], show_input,
-                                   query.flag("showHistoryOutput", False))
+            events = shape_history([json.loads(t) for t in texts], show_input, query.flag("showHistoryOutput", False))
         body = status_json(row, show_input, events)
         status = row["status"]
         if status in LIVE_OR_WAITING:
@@ -256,8 +262,7 @@ class WebhookApi:
         rows = rows[:top] if top else rows
         show_input = query.flag("showInput", False)
         next_token = str(offset + len(rows)) if more else "null"
-        return json_response([status_json(r, show_input) for r in rows], 200,
-                             {"x-ms-continuation-token": next_token})
+        return json_response([status_json(r, show_input) for r in rows], 200, {"x-ms-continuation-token": next_token})
 
     def _statuses(self, query: Query) -> list[str] | None:
         raw = query.get("runtimeStatus")
@@ -279,8 +284,13 @@ class WebhookApi:
             return json_response("Please provide value for 'createdTimeFrom' parameter.", 400)
         created_to = query.get("createdTimeTo") or h.format_timestamp(h.utcnow())
         rows = await self.engine.db(
-            self.engine.store.query_instances, _stored_time(created_from), _stored_time(created_to),
-            self._statuses(query), None, None, 0,
+            self.engine.store.query_instances,
+            _stored_time(created_from),
+            _stored_time(created_to),
+            self._statuses(query),
+            None,
+            None,
+            0,
         )
         deleted = await self.engine.purge([r["instance_id"] for r in rows])
         if not deleted:

@@ -20,11 +20,18 @@ class Reply:
         return json.loads(self.body)
 
 
-def call(method: str, url: str, body: Any = None, raw: bytes | None = None,
-         content_type: str = "application/json", headers: dict[str, str] | None = None) -> Reply:
+def call(
+    method: str,
+    url: str,
+    body: Any = None,
+    raw: bytes | None = None,
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> Reply:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": content_type, **(headers or {})})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": content_type, **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as resp:
             return Reply(resp.status, dict(resp.headers.items()), resp.read())
@@ -32,8 +39,12 @@ def call(method: str, url: str, body: Any = None, raw: bytes | None = None,
         return Reply(exc.code, dict(exc.headers.items()), exc.read())
 
 
-def wait_for_status(base_url: str, instance_id: str, statuses: tuple[str, ...] = ("Completed", "Failed",
-                    "Terminated"), timeout: float = 60.0) -> dict[str, Any]:
+def wait_for_status(
+    base_url: str,
+    instance_id: str,
+    statuses: tuple[str, ...] = ("Completed", "Failed", "Terminated"),
+    timeout: float = 60.0,
+) -> dict[str, Any]:
     """Poll the webhook status until runtimeStatus is one of `statuses` (bounded; raises with the last one)."""
     deadline = time.monotonic() + timeout
     last: Any = None

@@ -26,8 +26,13 @@ class Harness:
         self.schema_keys = schema_keys
 
     def context(self, new_events: list[dict[str, Any]]) -> str:
-        text = h.context_json([json.dumps(e) for e in self.history + new_events],
-                              h.decode_stored_input(self.input_text), "abc123", bool(self.history), None)
+        text = h.context_json(
+            [json.dumps(e) for e in self.history + new_events],
+            h.decode_stored_input(self.input_text),
+            "abc123",
+            bool(self.history),
+            None,
+        )
         if not self.schema_keys:
             data = json.loads(text)
             data.pop("upperSchemaVersion")
@@ -35,21 +40,35 @@ class Harness:
             text = json.dumps(data)
         return text
 
-    def episode(self, delivered: list[dict[str, Any]] | None = None,
-                advance: timedelta = timedelta(seconds=1)) -> tuple[OrchestratorResult, EpisodeOutcome]:
+    def episode(
+        self, delivered: list[dict[str, Any]] | None = None, advance: timedelta = timedelta(seconds=1)
+    ) -> tuple[OrchestratorResult, EpisodeOutcome]:
         if self.history:
             self.now += advance
         stamp = h.format_timestamp(self.now)
         new = [h.orchestrator_started(stamp)]
         if not self.history:
-            new.append(h.execution_started(stamp, self.name, self.input_text, "abc123",
-                                           "570241544df34e4eafe605ab61ae8111"))
+            new.append(
+                h.execution_started(stamp, self.name, self.input_text, "abc123", "570241544df34e4eafe605ab61ae8111")
+            )
         new += delivered or []
         result = call_orchestrator(self.info, self.context(new))
         outcome = plan_episode(
-            self.state, delivered or [], result.kind, result.state, result.message,
-            EpisodeInfo(self.name, "abc123", "570241544df34e4eafe605ab61ae8111", None, self.now, stamp,
-                        set(self.index.activities), set(self.index.orchestrators)),
+            self.state,
+            delivered or [],
+            result.kind,
+            result.state,
+            result.message,
+            EpisodeInfo(
+                self.name,
+                "abc123",
+                "570241544df34e4eafe605ab61ae8111",
+                None,
+                self.now,
+                stamp,
+                set(self.index.activities),
+                set(self.index.orchestrators),
+            ),
         )
         self.history += new + outcome.decisions + [h.orchestrator_completed(stamp)]
         return result, outcome

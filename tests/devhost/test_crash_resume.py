@@ -38,8 +38,11 @@ def test_sigkill_mid_fan_out_then_resume(tmp_path):
     markers.mkdir()
     first = DevhostProcess(APP, hub=hub).start()
     try:
-        reply = call("POST", f"{first.base_url}/runtime/webhooks/durabletask/orchestrators/slow_fan_out/crashy",
-                     {"dir": str(markers), "delay": 0.2, "n": N})
+        reply = call(
+            "POST",
+            f"{first.base_url}/runtime/webhooks/durabletask/orchestrators/slow_fan_out/crashy",
+            {"dir": str(markers), "delay": 0.2, "n": N},
+        )
         assert reply.status == 202
         deadline = time.monotonic() + 30
         while True:

@@ -61,6 +61,7 @@ def test_start_new_and_get_status_flags(run, client):
         assert any(e.get("Result") == 0 for e in full.historyEvents if e["EventType"] == "TaskCompleted")
         missing = await client.get_status("no-such-instance")
         assert not missing
+
     run(scenario())
 
 
@@ -75,6 +76,7 @@ def test_explicit_id_raise_event_and_python_encoding(run, client):
         assert status.custom_status == {"stage": "approved"}
         with pytest.raises(Exception, match="gone"):
             await client.raise_event(instance_id, "Approved", 1)
+
     run(scenario())
 
 
@@ -92,6 +94,7 @@ def test_terminate_suspend_resume(run, client):
         await client.terminate(first, "again")  # 410 → None
         with pytest.raises(Exception, match="No instance with ID 'nobody' found"):
             await client.terminate("nobody", "x")
+
     run(scenario())
 
 
@@ -102,8 +105,9 @@ def test_status_queries_restart_and_purges(run, client):
         await _until(client, done, ("Completed",))
         everything = await client.get_status_all()
         assert "query-me" in {s.instance_id for s in everything}
-        by = await client.get_status_by(before, datetime.now(UTC) + timedelta(minutes=1),
-                                        [df.OrchestrationRuntimeStatus.Completed])
+        by = await client.get_status_by(
+            before, datetime.now(UTC) + timedelta(minutes=1), [df.OrchestrationRuntimeStatus.Completed]
+        )
         assert "query-me" in {s.instance_id for s in by}
         assert all(s.runtime_status == df.OrchestrationRuntimeStatus.Completed for s in by)
         restarted = await client.restart(done)
@@ -118,6 +122,7 @@ def test_status_queries_restart_and_purges(run, client):
         result = await client.purge_instance_history_by(before, None, [df.OrchestrationRuntimeStatus.Completed])
         assert result.instances_deleted >= 1
         assert not [s for s in await client.get_status_all() if s.runtime_status.value == "Completed"]
+
     run(scenario())
 
 
@@ -129,7 +134,8 @@ def test_check_status_responses(run, client, host):
         payload = json.loads(response.get_body())
         assert "rewindPostUri" in payload
         assert payload["statusQueryGetUri"].startswith(
-            "https://myapp.example.net:8443/runtime/webhooks/durabletask/instances/abc/def?x?taskHub=")
+            "https://myapp.example.net:8443/runtime/webhooks/durabletask/instances/abc/def?x?taskHub="
+        )
         req = func.HttpRequest("POST", f"{host.base_url}/api/x", body=b"")
         instance_id = await client.start_new("chaining")
         done = await client.wait_for_completion_or_create_check_status_response(req, instance_id, 20000, 100)
@@ -142,6 +148,7 @@ def test_check_status_responses(run, client, host):
         failing = await client.start_new("failing_orch")
         failed = await client.wait_for_completion_or_create_check_status_response(req, failing, 20000, 100)
         assert failed.status_code == 500
+
     run(scenario())
 
 
@@ -149,4 +156,5 @@ def test_start_new_unknown_orchestrator_raises(run, client):
     async def scenario():
         with pytest.raises(Exception, match="doesn't exist, is disabled, or is not an orchestrator function"):
             await client.start_new("nope")
+
     run(scenario())

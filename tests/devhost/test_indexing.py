@@ -11,11 +11,14 @@ from tests.support.devhost_process import run_devhost_to_exit
 APPS = Path(__file__).parent / "apps"
 
 
-@pytest.mark.parametrize(("app", "expected"), [
-    ("refuse_two_apps", ["more than one FunctionApp", "app, other_app", "Blueprint"]),
-    ("refuse_param_name", ["cannot load the orchestrator function", "['ctx']", "context_name=\"context\""]),
-    ("refuse_sync_starter", ["cannot load the start function", "must be `async def`", "async def start"]),
-])
+@pytest.mark.parametrize(
+    ("app", "expected"),
+    [
+        ("refuse_two_apps", ["more than one FunctionApp", "app, other_app", "Blueprint"]),
+        ("refuse_param_name", ["cannot load the orchestrator function", "['ctx']", 'context_name="context"']),
+        ("refuse_sync_starter", ["cannot load the start function", "must be `async def`", "async def start"]),
+    ],
+)
 def test_refused_apps_exit_non_zero_with_explanation(app, expected):
     result = run_devhost_to_exit(APPS / app)
     assert result.returncode != 0

@@ -13,9 +13,16 @@ from devhost import history as h
 from devhost.history import EventType
 
 INPUT_TEXT = json.dumps(json.dumps({"n": 3}))  # ExecutionStarted.Input of a Python-client start (§6)
-A1_ACTION = {"actionType": 0, "functionName": "get_work_items", "input": "{\"n\": 3}"}
-A2_ACTIONS = [[A1_ACTION, {"actionType": 12, "compoundActions": [
-    {"actionType": 0, "functionName": "process_item", "input": str(i)} for i in (1, 2, 3)]}]]
+A1_ACTION = {"actionType": 0, "functionName": "get_work_items", "input": '{"n": 3}'}
+A2_ACTIONS = [
+    [
+        A1_ACTION,
+        {
+            "actionType": 12,
+            "compoundActions": [{"actionType": 0, "functionName": "process_item", "input": str(i)} for i in (1, 2, 3)],
+        },
+    ]
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +41,8 @@ def test_a1_first_episode_schedules_get_work_items(index):
     assert [d["EventType"] for d in outcome.decisions] == [EventType.TaskScheduled]
     decision = outcome.decisions[0]
     assert decision["EventId"] == 0 and decision["Name"] == "get_work_items"
-    assert decision["Input"] == "[\"{\\\"n\\\": 3}\"]"
-    assert [(a.seq, a.name, a.input) for a in outcome.activities] == [(0, "get_work_items", "{\"n\": 3}")]
+    assert decision["Input"] == '["{\\"n\\": 3}"]'
+    assert [(a.seq, a.name, a.input) for a in outcome.activities] == [(0, "get_work_items", '{"n": 3}')]
     assert outcome.status == "Running"
 
 
@@ -45,8 +52,9 @@ def test_a2_a3_out_of_order_completions_number_atoms_depth_first(index):
     result, outcome = harness.episode([h.task_completed(harness.stamp, 0, "[1, 2, 3]")])
     assert result.state == {"isDone": False, "schemaVersion": 2, "actions": A2_ACTIONS}
     assert [(a.seq, a.input) for a in outcome.activities] == [(1, "1"), (2, "2"), (3, "3")]
-    result, outcome = harness.episode([h.task_completed(harness.stamp, 3, "30"),
-                                       h.task_completed(harness.stamp, 1, "10")])
+    result, outcome = harness.episode(
+        [h.task_completed(harness.stamp, 3, "30"), h.task_completed(harness.stamp, 1, "10")]
+    )
     assert result.state == {"isDone": False, "schemaVersion": 2, "actions": A2_ACTIONS}
     assert outcome.decisions == [] and outcome.status == "Running"
     result, outcome = harness.episode([h.task_completed(harness.stamp, 2, "20")])
@@ -60,8 +68,9 @@ def test_a4_activity_failure_fails_the_orchestration(index):
     harness.episode([h.task_completed(harness.stamp, 0, "[1, 2, 3]")])
     harness.episode([h.task_completed(harness.stamp, 1, "10")])
     details = h.dotnet_exception_details("ValueError: boom")
-    result, outcome = harness.episode([h.task_failed(
-        harness.stamp, 2, "Activity function 'process_item' failed: ValueError: boom", details)])
+    result, outcome = harness.episode(
+        [h.task_failed(harness.stamp, 2, "Activity function 'process_item' failed: ValueError: boom", details)]
+    )
     assert result.kind == "failed"
     assert result.state["actions"] == A2_ACTIONS
     expected_error = f"Activity function 'process_item' failed: ValueError: boom \n {details}"
@@ -80,25 +89,37 @@ def test_a5_without_schema_keys_the_sdk_falls_back_to_v1(index):
 
 def test_b1_retry_succeeds_on_second_attempt(index):
     harness = Harness(index, "retry_orch", None)
-    atom = {"actionType": 12, "compoundActions": [{"actionType": 1, "functionName": "flaky", "input": "\"x\"",
-            "retryOptions": {"firstRetryIntervalInMilliseconds": 5000, "maxNumberOfAttempts": 2}}]}
+    atom = {
+        "actionType": 12,
+        "compoundActions": [
+            {
+                "actionType": 1,
+                "functionName": "flaky",
+                "input": '"x"',
+                "retryOptions": {"firstRetryIntervalInMilliseconds": 5000, "maxNumberOfAttempts": 2},
+            }
+        ],
+    }
     result, outcome = harness.episode()
     assert result.state["actions"] == [[atom]]
     assert [(d["EventType"], d["EventId"]) for d in outcome.decisions] == [(EventType.TaskScheduled, 0)]
 
     details = h.dotnet_exception_details("RuntimeError: nope")
-    result, outcome = harness.episode([h.task_failed(harness.stamp, 0, "Activity function 'flaky' failed: "
-                                                     "RuntimeError: nope", details)])
+    result, outcome = harness.episode(
+        [h.task_failed(harness.stamp, 0, "Activity function 'flaky' failed: RuntimeError: nope", details)]
+    )
     assert result.state["actions"] == [[atom]] and not result.state["isDone"]
     timer = outcome.decisions[0]
     assert (timer["EventType"], timer["EventId"]) == (EventType.TimerCreated, 1)
-    assert h.parse_timestamp(timer["FireAt"]) == h.parse_timestamp(harness.stamp) + __import__(
-        "datetime").timedelta(seconds=5)
+    assert h.parse_timestamp(timer["FireAt"]) == h.parse_timestamp(harness.stamp) + __import__("datetime").timedelta(
+        seconds=5
+    )
 
     result, outcome = harness.episode([h.timer_fired(harness.stamp, 1, timer["FireAt"])])
     assert [(d["EventType"], d["EventId"], d["Name"]) for d in outcome.decisions] == [
-        (EventType.TaskScheduled, 2, "flaky")]
-    result, outcome = harness.episode([h.task_completed(harness.stamp, 2, "\"ok on attempt 2\"")])
+        (EventType.TaskScheduled, 2, "flaky")
+    ]
+    result, outcome = harness.episode([h.task_completed(harness.stamp, 2, '"ok on attempt 2"')])
     assert result.state["isDone"] is True and result.state["output"] == "ok on attempt 2"
     assert outcome.status == "Completed"
 
@@ -123,16 +144,27 @@ def test_b1_retries_exhausted_get_a_final_immediate_timer(index):
     assert outcome.output == f"Orchestrator function 'retry_orch' failed: {reason} \n {details}"
 
 
-@pytest.mark.parametrize(("event_input", "approved"), [
-    (json.dumps(json.dumps({"by": "bob"})), json.dumps({"by": "bob"})),
-    (json.dumps({"by": "bob"}), {"by": "bob"}),
-])
+@pytest.mark.parametrize(
+    ("event_input", "approved"),
+    [
+        (json.dumps(json.dumps({"by": "bob"})), json.dumps({"by": "bob"})),
+        (json.dumps({"by": "bob"}), {"by": "bob"}),
+    ],
+)
 def test_b2_event_beats_timer_with_both_encodings(index, event_input, approved):
     harness = Harness(index, "approval", None)
     result, outcome = harness.episode()
-    assert result.state["actions"] == [[{"actionType": 11, "compoundActions": [
-        {"actionType": 6, "externalEventName": "Approved", "reason": "ExternalEvent"},
-        {"actionType": 5, "fireAt": "2024-01-01T01:00:00.250000Z", "isCanceled": False}]}]]
+    assert result.state["actions"] == [
+        [
+            {
+                "actionType": 11,
+                "compoundActions": [
+                    {"actionType": 6, "externalEventName": "Approved", "reason": "ExternalEvent"},
+                    {"actionType": 5, "fireAt": "2024-01-01T01:00:00.250000Z", "isCanceled": False},
+                ],
+            }
+        ]
+    ]
     assert [(d["EventType"], d["EventId"]) for d in outcome.decisions] == [(EventType.TimerCreated, 0)]
     result, outcome = harness.episode([h.event_raised(harness.stamp, "Approved", event_input)])
     assert result.state["output"] == {"approved": approved}
@@ -144,9 +176,13 @@ def test_b2_event_beats_timer_with_both_encodings(index, event_input, approved):
 def test_c_custom_status_travels_with_the_first_episode(index):
     harness = Harness(index, "custom", None)
     result, outcome = harness.episode()
-    assert result.state == {"isDone": False, "schemaVersion": 2, "customStatus": "working",
-                            "actions": [[{"actionType": 0, "functionName": "a", "input": "null"}]]}
-    assert outcome.custom_status_set and outcome.custom_status == "\"working\""
+    assert result.state == {
+        "isDone": False,
+        "schemaVersion": 2,
+        "customStatus": "working",
+        "actions": [[{"actionType": 0, "functionName": "a", "input": "null"}]],
+    }
+    assert outcome.custom_status_set and outcome.custom_status == '"working"'
 
 
 def test_non_deterministic_prefix_fails_the_instance(index):
@@ -166,6 +202,8 @@ def test_unknown_activity_fails_with_the_extension_wording(index):
     finally:
         harness.index.activities["process_item"] = harness.index.all["process_item"]
     assert outcome.status == "Failed"
-    assert ("The function 'process_item' doesn't exist, is disabled, or is not an activity function. "
-            "Additional info: The following are the known activity functions: 'a', 'flaky', "
-            "'get_work_items'.") in outcome.output
+    assert (
+        "The function 'process_item' doesn't exist, is disabled, or is not an activity function. "
+        "Additional info: The following are the known activity functions: 'a', 'flaky', "
+        "'get_work_items'."
+    ) in outcome.output

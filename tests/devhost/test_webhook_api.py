@@ -12,10 +12,26 @@ from http_client import call, wait_for_status
 from tests.support.devhost_process import running_devhost
 
 APP = Path(__file__).parent / "apps" / "patterns"
-CHECK_STATUS_KEYS = ["id", "statusQueryGetUri", "sendEventPostUri", "terminatePostUri", "purgeHistoryDeleteUri",
-                     "restartPostUri", "suspendPostUri", "resumePostUri"]
-STATUS_KEYS = ["name", "instanceId", "runtimeStatus", "input", "customStatus", "output", "createdTime",
-               "lastUpdatedTime"]
+CHECK_STATUS_KEYS = [
+    "id",
+    "statusQueryGetUri",
+    "sendEventPostUri",
+    "terminatePostUri",
+    "purgeHistoryDeleteUri",
+    "restartPostUri",
+    "suspendPostUri",
+    "resumePostUri",
+]
+STATUS_KEYS = [
+    "name",
+    "instanceId",
+    "runtimeStatus",
+    "input",
+    "customStatus",
+    "output",
+    "createdTime",
+    "lastUpdatedTime",
+]
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
@@ -37,6 +53,7 @@ def start(wh: str, name: str, body=None, instance_id: str | None = None):
 
 
 # ---- app HTTP routes -------------------------------------------------------------------------------------
+
 
 def test_http_trigger_returns_the_function_response_unchanged(host):
     reply = call("GET", f"{host.base_url}/api/plain/bob?q=1")
@@ -81,6 +98,7 @@ def test_wait_for_completion_returns_200_with_output(host):
 
 # ---- start -------------------------------------------------------------------------------------------------
 
+
 def test_start_returns_extension_check_status(host, wh):
     reply = start(wh, "custom_status_orch", instance_id="a%20b")
     assert reply.status == 202
@@ -105,8 +123,9 @@ def test_start_unknown_function_is_400(wh):
     assert reply.status == 400
     body = reply.json()
     assert body["ExceptionType"] == "System.ArgumentException"
-    assert body["ExceptionMessage"].startswith("The function 'nope' doesn't exist, is disabled, or is not an "
-                                               "orchestrator function.")
+    assert body["ExceptionMessage"].startswith(
+        "The function 'nope' doesn't exist, is disabled, or is not an orchestrator function."
+    )
     assert "'chaining'" in body["ExceptionMessage"]
 
 
@@ -139,6 +158,7 @@ def test_get_on_orchestrators_route_is_404(wh):
 
 # ---- status --------------------------------------------------------------------------------------------------
 
+
 def test_unknown_instance_is_404_with_empty_body(wh):
     reply = call("GET", f"{wh}/instances/does-not-exist")
     assert reply.status == 404 and reply.body == b""
@@ -169,7 +189,7 @@ def test_completed_is_200_and_history_is_shaped(host, wh):
     assert kinds == ["ExecutionStarted", "TaskCompleted", "TaskCompleted", "TaskCompleted", "ExecutionCompleted"]
     assert events[0]["FunctionName"] == "chaining" and "OrchestrationInstance" not in events[0]
     assert events[1]["FunctionName"] == "hello" and events[1]["Result"] == "Hello Tokyo!"
-    assert events[1]["Input"] == json.dumps(["\"Tokyo\""])
+    assert events[1]["Input"] == json.dumps(['"Tokyo"'])
     assert "TaskScheduledId" not in events[1] and "ScheduledTime" in events[1]
     assert events[-1]["OrchestrationStatus"] == "Completed"
     plain = call("GET", f"{wh}/instances/{instance_id}?showHistory=true&showInput=false").json()
@@ -180,8 +200,9 @@ def test_failed_is_200_or_500_with_flag(host, wh):
     instance_id = start(wh, "failing_orch").json()["id"]
     status = wait_for_status(host.base_url, instance_id)
     assert status["runtimeStatus"] == "Failed"
-    assert status["output"].startswith("Orchestrator function 'failing_orch' failed: Activity function 'boom' "
-                                       "failed: ValueError: boom")
+    assert status["output"].startswith(
+        "Orchestrator function 'failing_orch' failed: Activity function 'boom' failed: ValueError: boom"
+    )
     assert call("GET", f"{wh}/instances/{instance_id}").status == 200
     assert call("GET", f"{wh}/instances/{instance_id}?returnInternalServerErrorOnFailure=TRUE").status == 500
 
@@ -195,6 +216,7 @@ def test_unknown_activity_fails_instead_of_hanging(host, wh):
 
 # ---- lifecycle -------------------------------------------------------------------------------------------------
 
+
 def test_terminate_running_then_410_when_finished(host, wh):
     instance_id = start(wh, "long_wait").json()["id"]
     assert call("POST", f"{wh}/instances/{instance_id}/terminate?reason=stop+now").status == 202
@@ -207,7 +229,7 @@ def test_terminate_running_then_410_when_finished(host, wh):
 def test_raise_event_codes(host, wh):
     instance_id = start(wh, "long_wait").json()["id"]
     url = f"{wh}/instances/{instance_id}/raiseEvent/Finish"
-    reply = call("POST", url, raw=b"\"x\"", content_type="text/plain")
+    reply = call("POST", url, raw=b'"x"', content_type="text/plain")
     assert reply.status == 400
     assert reply.json() == {"Message": "Only application/json request content is supported"}
     assert call("POST", url, raw=b"{bad").status == 400
@@ -285,6 +307,7 @@ def test_restart_with_new_and_same_id(host, wh):
 
 # ---- list and purge ----------------------------------------------------------------------------------------
 
+
 def test_list_with_top_and_continuation(host, wh):
     for i in range(3):
         start(wh, "chaining", instance_id=f"listme-{i}")
@@ -292,8 +315,11 @@ def test_list_with_top_and_continuation(host, wh):
         wait_for_status(host.base_url, f"listme-{i}")
     seen, token, pages = [], None, 0
     while True:
-        reply = call("GET", f"{wh}/instances/?instanceIdPrefix=listme-&top=2",
-                     headers={"x-ms-continuation-token": token} if token else None)
+        reply = call(
+            "GET",
+            f"{wh}/instances/?instanceIdPrefix=listme-&top=2",
+            headers={"x-ms-continuation-token": token} if token else None,
+        )
         assert reply.status == 200
         seen += [s["instanceId"] for s in reply.json()]
         pages += 1
@@ -317,8 +343,7 @@ def test_purge_one_and_by_filter(host, wh):
     assert reply.json() == "Please provide value for 'createdTimeFrom' parameter."
     reply = call("DELETE", f"{wh}/instances/?createdTimeFrom=2000-01-01T00:00:00Z&runtimeStatus=Failed")
     assert reply.status == 200 and reply.json()["instancesDeleted"] >= 1
-    assert call("DELETE", f"{wh}/instances/?createdTimeFrom=2000-01-01T00:00:00Z&runtimeStatus=Failed").status \
-        == 404
+    assert call("DELETE", f"{wh}/instances/?createdTimeFrom=2000-01-01T00:00:00Z&runtimeStatus=Failed").status == 404
 
 
 def test_entity_routes_are_clearly_unsupported(wh):

@@ -32,8 +32,15 @@ def free_port() -> int:
 class DevhostProcess:
     """A running devhost: base_url, rpc_url, the Popen, and stop()/kill()."""
 
-    def __init__(self, app_dir: Path | str, hub: Path | str | None = None, env: dict[str, str] | None = None,
-                 port: int | None = None, rpc_port: int | None = None, python: str | None = None) -> None:
+    def __init__(
+        self,
+        app_dir: Path | str,
+        hub: Path | str | None = None,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        rpc_port: int | None = None,
+        python: str | None = None,
+    ) -> None:
         self.app_dir = Path(app_dir)
         self.hub = Path(hub) if hub else Path(tempfile.mkdtemp(prefix="devhost-hub-")) / "hub.sqlite"
         self.port = port or free_port()
@@ -48,8 +55,19 @@ class DevhostProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
-        return [self.python, "-m", "devhost", "--app-dir", str(self.app_dir), "--port", str(self.port),
-                "--rpc-port", str(self.rpc_port), "--hub", str(self.hub)]
+        return [
+            self.python,
+            "-m",
+            "devhost",
+            "--app-dir",
+            str(self.app_dir),
+            "--port",
+            str(self.port),
+            "--rpc-port",
+            str(self.rpc_port),
+            "--hub",
+            str(self.hub),
+        ]
 
     def output(self) -> str:
         """Everything devhost printed so far (stdout and stderr interleaved)."""
@@ -58,13 +76,13 @@ class DevhostProcess:
         return self._log.read().decode("utf-8", "replace")
 
     def start(self, timeout: float = 30.0) -> DevhostProcess:
-        self.proc = subprocess.Popen(self.command(), cwd=str(self.app_dir), env=self.env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.command(), cwd=str(self.app_dir), env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"devhost exited with {self.proc.returncode} before it was ready:\n"
-                                   f"{self.output()}")
+                raise RuntimeError(f"devhost exited with {self.proc.returncode} before it was ready:\n{self.output()}")
             try:
                 with urllib.request.urlopen(f"{self.base_url}/admin/host/status", timeout=2) as resp:
                     if json.loads(resp.read()).get("state") == "Running":
@@ -100,8 +118,9 @@ class DevhostProcess:
 
 
 @contextlib.contextmanager
-def running_devhost(app_dir: Path | str, hub: Path | str | None = None, env: dict[str, str] | None = None,
-                    timeout: float = 30.0) -> Iterator[DevhostProcess]:
+def running_devhost(
+    app_dir: Path | str, hub: Path | str | None = None, env: dict[str, str] | None = None, timeout: float = 30.0
+) -> Iterator[DevhostProcess]:
     """Context manager: a ready devhost that is always stopped afterwards."""
     host = DevhostProcess(app_dir, hub=hub, env=env)
     try:
@@ -110,9 +129,17 @@ def running_devhost(app_dir: Path | str, hub: Path | str | None = None, env: dic
         host.stop()
 
 
-def run_devhost_to_exit(app_dir: Path | str, timeout: float = 30.0,
-                        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_devhost_to_exit(
+    app_dir: Path | str, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run devhost expecting it to exit by itself (e.g. an indexing refusal); kills it on timeout."""
     host = DevhostProcess(app_dir, env=env)
-    return subprocess.run(host.command(), cwd=str(host.app_dir), env=host.env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        host.command(),
+        cwd=str(host.app_dir),
+        env=host.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -14,14 +14,13 @@ app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 # ---- HTTP starters ----------------------------------------------------------------------------------
 
+
 @app.route(route="orchestrators/{functionName}/{instanceId?}", methods=["POST"])
 @app.durable_client_input(client_name="client")
 async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     body = req.get_body()
     payload = json.loads(body) if body else None
-    instance_id = await client.start_new(
-        req.route_params["functionName"], req.route_params.get("instanceId"), payload
-    )
+    instance_id = await client.start_new(req.route_params["functionName"], req.route_params.get("instanceId"), payload)
     return client.create_check_status_response(req, instance_id)
 
 
@@ -39,9 +38,16 @@ async def http_start_wait(req: func.HttpRequest, client: df.DurableOrchestration
 @app.route(route="plain/{name}", methods=["GET"])
 def plain(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(
-        json.dumps({"name": req.route_params["name"], "q": req.params.get("q"),
-                    "greeting": os.environ.get("PATTERNS_GREETING")}),
-        status_code=203, mimetype="application/json", headers={"X-Pattern": "plain"},
+        json.dumps(
+            {
+                "name": req.route_params["name"],
+                "q": req.params.get("q"),
+                "greeting": os.environ.get("PATTERNS_GREETING"),
+            }
+        ),
+        status_code=203,
+        mimetype="application/json",
+        headers={"X-Pattern": "plain"},
     )
 
 
@@ -51,6 +57,7 @@ def explode(req: func.HttpRequest) -> func.HttpResponse:
 
 
 # ---- activities ---------------------------------------------------------------------------------------
+
 
 @app.activity_trigger(input_name="name")
 def hello(name: str) -> str:
@@ -94,6 +101,7 @@ def boom(x: int) -> int:
 
 # ---- orchestrators ------------------------------------------------------------------------------------
 
+
 @app.orchestration_trigger(context_name="context")
 def chaining(context: df.DurableOrchestrationContext):
     results = []
@@ -113,8 +121,7 @@ def fan_out(context: df.DurableOrchestrationContext):
 @app.orchestration_trigger(context_name="context")
 def retry_orch(context: df.DurableOrchestrationContext):
     payload = context.get_input()
-    options = df.RetryOptions(first_retry_interval_in_milliseconds=100,
-                              max_number_of_attempts=payload["max_attempts"])
+    options = df.RetryOptions(first_retry_interval_in_milliseconds=100, max_number_of_attempts=payload["max_attempts"])
     return (yield context.call_activity_with_retry("flaky", options, payload))
 
 
@@ -176,7 +183,9 @@ def unknown_activity_orch(context: df.DurableOrchestrationContext):
 @app.orchestration_trigger(context_name="context")
 def slow_fan_out(context: df.DurableOrchestrationContext):
     payload = context.get_input()
-    tasks = [context.call_activity("slow", {"dir": payload["dir"], "delay": payload["delay"], "i": i})
-             for i in range(payload["n"])]
+    tasks = [
+        context.call_activity("slow", {"dir": payload["dir"], "delay": payload["delay"], "i": i})
+        for i in range(payload["n"])
+    ]
     results = yield context.task_all(tasks)
     return sum(results)
