@@ -15,7 +15,15 @@ from devhost.invoke import OrchestratorResult, call_orchestrator
 class Harness:
     """Runs episodes of one orchestration: history in, SDK state out, decisions appended."""
 
-    def __init__(self, index: FunctionIndex, name: str, input_text: str | None, schema_keys: bool = True) -> None:
+    def __init__(
+        self,
+        index: FunctionIndex,
+        name: str,
+        input_text: str | None,
+        schema_keys: bool = True,
+        max_actions: int = 100_000,
+    ) -> None:
+        self.max_actions = max_actions
         self.index = index
         self.info = index.orchestrators[name]
         self.name = name
@@ -68,6 +76,7 @@ class Harness:
                 stamp,
                 set(self.index.activities),
                 set(self.index.orchestrators),
+                self.max_actions,
             ),
         )
         self.history += new + outcome.decisions + [h.orchestrator_completed(stamp)]

@@ -207,3 +207,12 @@ def test_unknown_activity_fails_with_the_extension_wording(index):
         "Additional info: The following are the known activity functions: 'a', 'flaky', "
         "'get_work_items'."
     ) in outcome.output
+
+
+def test_max_orchestration_actions_fails_the_instance(index):
+    harness = Harness(index, "fan_out_fan_in", INPUT_TEXT, max_actions=3)
+    harness.episode()
+    _, outcome = harness.episode([h.task_completed(harness.stamp, 0, "[1, 2, 3]")])
+    assert outcome.status == "Failed"
+    assert "Maximum number of orchestration actions (3) exceeded" in outcome.output
+    assert outcome.activities == []

@@ -357,3 +357,37 @@ def test_rpc_port_serves_the_same_api(host):
     assert reply.status == 404
     reply = call("POST", f"{host.rpc_url}orchestrators/chaining")
     assert reply.status == 202
+
+
+def test_sub_orchestration_with_retry(host, wh, tmp_path):
+    instance_id = start(wh, "parent_retry_orch", {"dir": str(tmp_path), "fail_times": 1}).json()["id"]
+    status = wait_for_status(host.base_url, instance_id)
+    assert status["output"] == "ok on attempt 2"
+    events = call("GET", f"{wh}/instances/{instance_id}?showHistory=true").json()["historyEvents"]
+    kinds = [e["EventType"] for e in events]
+    assert kinds.count("SubOrchestrationInstanceFailed") == 1
+    assert kinds.count("SubOrchestrationInstanceCompleted") == 1
+    assert kinds.count("TimerFired") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "unknown_sub_orch",
+            "The function 'no_such_orchestrator' doesn't exist, is disabled, or is not an orchestrator function.",
+        ),
+        ("entity_orch", "Durable entities are not supported by devhost"),
+    ],
+)
+def test_unsupported_or_unknown_calls_fail_clearly(host, wh, name, message):
+    instance_id = start(wh, name).json()["id"]
+    status = wait_for_status(host.base_url, instance_id)
+    assert status["runtimeStatus"] == "Failed"
+    assert message in status["output"]
+
+
+def test_stats_endpoint_counts_work(host):
+    stats = call("GET", f"{host.base_url}/admin/devhost/stats").json()
+    assert stats["episodes"] > 0 and stats["activities_run"] > 0
+    assert stats["sqlite_transactions"] > 0 and stats["replay_seconds"] > 0

@@ -189,3 +189,24 @@ def slow_fan_out(context: df.DurableOrchestrationContext):
     ]
     results = yield context.task_all(tasks)
     return sum(results)
+
+
+@app.orchestration_trigger(context_name="context")
+def flaky_child(context: df.DurableOrchestrationContext):
+    return (yield context.call_activity("flaky", context.get_input()))
+
+
+@app.orchestration_trigger(context_name="context")
+def parent_retry_orch(context: df.DurableOrchestrationContext):
+    options = df.RetryOptions(first_retry_interval_in_milliseconds=100, max_number_of_attempts=3)
+    return (yield context.call_sub_orchestrator_with_retry("flaky_child", options, context.get_input()))
+
+
+@app.orchestration_trigger(context_name="context")
+def unknown_sub_orch(context: df.DurableOrchestrationContext):
+    return (yield context.call_sub_orchestrator("no_such_orchestrator"))
+
+
+@app.orchestration_trigger(context_name="context")
+def entity_orch(context: df.DurableOrchestrationContext):
+    return (yield context.call_entity(df.EntityId("counter", "k1"), "get"))
