@@ -97,15 +97,18 @@ def main() -> int:
     base = baseline(args.n, 20)
     print(f"devhost fan-out: {args.n} activities in {elapsed:.2f}s = {rate:.0f} activities/s")
     print(f"baseline thread pool: {base:.0f} calls/s; devhost/baseline ratio = {rate / base:.4f}")
-    print("breakdown (seconds, summed over threads):")
+    print("breakdown (seconds summed over threads; *_cpu_seconds exclude waiting for the GIL):")
     for key in (
         "episodes",
         "events_delivered",
         "replay_seconds",
+        "replay_cpu_seconds",
         "context_build_seconds",
         "plan_seconds",
         "episode_wall_seconds",
+        "batching_wait_seconds",
         "sqlite_seconds",
+        "sqlite_cpu_seconds",
         "sqlite_transactions",
         "activities_run",
         "activity_seconds",

@@ -41,6 +41,7 @@ from .store import TERMINAL_STATUSES, ActivityRow, EpisodeWrite, MessageRow, Sto
 
 T = TypeVar("T")
 CONTROL_EVENTS = (EventType.ExecutionSuspended, EventType.ExecutionResumed)
+MAX_BATCHING_WAIT = 2.0
 
 
 @dataclass
@@ -49,6 +50,8 @@ class Stats:
 
     episodes: int = 0
     replay_seconds: float = 0.0
+    replay_cpu_seconds: float = 0.0
+    batching_wait_seconds: float = 0.0
     context_build_seconds: float = 0.0
     plan_seconds: float = 0.0
     episode_wall_seconds: float = 0.0
@@ -61,6 +64,7 @@ class Stats:
     def as_dict(self, store: Store) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["sqlite_seconds"] = store.busy_seconds
+        data["sqlite_cpu_seconds"] = store.cpu_seconds
         data["sqlite_transactions"] = store.transactions
         return data
 
@@ -100,6 +104,8 @@ class Engine:
         self.episode_slots = asyncio.Semaphore(settings.max_concurrent_orchestrators)
         self.inbox: dict[str, list[MessageRow]] = {}
         self.running: set[str] = set()
+        self.outstanding: dict[str, int] = {}
+        self.last_episode_seconds: dict[str, float] = {}
         self.cache: dict[str, Runtime] = {}
         self.finished_executions: set[str] = set()
         self.timers: list[tuple[float, int, MessageRow]] = []
@@ -186,6 +192,7 @@ class Engine:
     async def _drain_instance(self, instance_id: str) -> None:
         try:
             while not self.stopping and self.inbox.get(instance_id):
+                await self._gather_more(instance_id)
                 messages = self.inbox.pop(instance_id)
                 async with self.episode_slots:
                     try:
@@ -197,6 +204,23 @@ class Engine:
             self.running.discard(instance_id)
         if self.inbox.get(instance_id) and not self.stopping:
             self._kick(instance_id)
+
+    async def _gather_more(self, instance_id: str) -> None:
+        """Let completions that are still on their way join this episode.
+
+        Each episode replays the whole history, so with many activities in flight it pays to wait about as
+        long as the previous episode took: replay then uses at most about half of the wall time, instead of
+        one episode per handful of completions. Nothing waits when no more results are expected.
+        """
+        expected = self.outstanding.get(instance_id, 0)
+        if expected <= 0:
+            return
+        delay = min(self.last_episode_seconds.get(instance_id, 0.0), MAX_BATCHING_WAIT)
+        if delay < 0.005:
+            return
+        started = time.perf_counter()
+        await asyncio.sleep(delay)
+        self.stats.batching_wait_seconds += time.perf_counter() - started
 
     async def _runtime(self, instance_id: str) -> Runtime | None:
         cached = self.cache.get(instance_id)
@@ -346,6 +370,8 @@ class Engine:
         iid = runtime.row["instance_id"]
         self.finished_executions.add(runtime.row["execution_id"])
         self.cache.pop(iid, None)
+        self.outstanding.pop(iid, None)
+        self.last_episode_seconds.pop(iid, None)
         runtime.held = []
 
     def _notify_parent(self, row: dict[str, Any], status: str, output: str | None, stamp: str) -> list[MessageRow]:
@@ -383,7 +409,9 @@ class Engine:
         t0 = time.perf_counter()
         context = self._build_context(runtime, new_texts)
         t1 = time.perf_counter()
+        cpu = time.thread_time()
         result = call_orchestrator(info, context)
+        self.stats.replay_cpu_seconds += time.thread_time() - cpu
         t2 = time.perf_counter()
         state = ExecutionState.from_json(runtime.state.to_json())
         outcome = plan_episode(state, delivered, result.kind, result.state, result.message, episode)
@@ -546,6 +574,11 @@ class Engine:
                 self._deliver(child_message)
         elapsed = time.perf_counter() - wall
         self.stats.episode_wall_seconds += elapsed
+        if terminal or outcome.status == "ContinuedAsNew":
+            self.last_episode_seconds.pop(iid, None)
+            self.outstanding.pop(iid, None)
+        else:
+            self.last_episode_seconds[iid] = elapsed
         error = outcome.output if outcome.status == "Failed" else None
         logs.executed(row["name"], invocation, elapsed, error)
 
@@ -565,6 +598,7 @@ class Engine:
     # ---- activities ---------------------------------------------------------------------------------
 
     def _submit_activity(self, item: ActivityRow) -> None:
+        self.outstanding[item.instance_id] = self.outstanding.get(item.instance_id, 0) + 1
         info = self.index.activities.get(item.name)
         if info is not None and info.is_async:
             assert self.loop is not None
@@ -651,6 +685,11 @@ class Engine:
             self.stats.completion_batches += 1
             self.stats.completions_committed += len(batch)
             for _, message in batch:
+                left = self.outstanding.get(message.instance_id, 0) - 1
+                if left > 0:
+                    self.outstanding[message.instance_id] = left
+                else:
+                    self.outstanding.pop(message.instance_id, None)
                 if message.execution_id in self.finished_executions:
                     continue
                 self._deliver(message)

@@ -132,8 +132,10 @@ class Store:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=5000")
         self.conn.executescript(SCHEMA)
-        self.busy_seconds = 0.0
+        self.busy_seconds = 0.0  # wall time inside transactions (includes waiting for the GIL)
+        self.cpu_seconds = 0.0  # CPU time of the database thread inside transactions
         self.transactions = 0
+        self._cpu_started = 0.0
 
     def close(self) -> None:
         self.conn.close()
@@ -147,12 +149,14 @@ class Store:
     # ---- transactions -------------------------------------------------------------------------------
 
     def _begin(self) -> float:
+        self._cpu_started = time.thread_time()
         self.conn.execute("BEGIN IMMEDIATE")
         return time.perf_counter()
 
     def _commit(self, started: float) -> None:
         self.conn.execute("COMMIT")
         self.busy_seconds += time.perf_counter() - started
+        self.cpu_seconds += time.thread_time() - self._cpu_started
         self.transactions += 1
 
     def _rollback(self, started: float) -> None:
