@@ -37,7 +37,7 @@ from .history import EventType
 from .indexing import FunctionIndex, FunctionInfo
 from .invoke import call_orchestrator, run_async_activity, run_sync_activity, worker_error_text
 from .settings import HostSettings
-from .store import TERMINAL_STATUSES, ActivityRow, EpisodeWrite, MessageRow, Store
+from .store import TERMINAL_STATUSES, ActivityRow, EpisodeWrite, MessageRow, StaleEpisode, Store
 
 T = TypeVar("T")
 CONTROL_EVENTS = (EventType.ExecutionSuspended, EventType.ExecutionResumed)
@@ -307,7 +307,16 @@ class Engine:
         if not message_ids:
             return
         write = EpisodeWrite(instance_id=runtime.row["instance_id"], row=runtime.row, consumed_message_ids=message_ids)
-        await self.db(self.store.commit_episode, write)
+        await self._commit(runtime, write)
+
+    async def _commit(self, runtime: Runtime, write: EpisodeWrite) -> list[MessageRow] | None:
+        """Commit an episode unless the instance was purged or replaced meanwhile (then None)."""
+        write.expected_execution_id = runtime.row["execution_id"]
+        try:
+            return await self.db(self.store.commit_episode, write)
+        except StaleEpisode:
+            self.cache.pop(runtime.row["instance_id"], None)
+            return None
 
     async def _control_only(
         self, runtime: Runtime, control: list[MessageRow], stale: list[int], suspended: bool
@@ -334,7 +343,8 @@ class Engine:
             append_events=list(enumerate(texts, start)) if runtime.history_json else [],
             consumed_message_ids=[m.id for m in control] + stale,
         )
-        await self.db(self.store.commit_episode, write)
+        if await self._commit(runtime, write) is None:
+            return
         runtime.row = row
         if runtime.history_json:
             runtime.history_json.extend(texts)
@@ -361,7 +371,8 @@ class Engine:
             drop_outstanding=True,
             messages=self._notify_parent(row, "Failed", reason or "Terminated", stamp),
         )
-        await self.db(self.store.commit_episode, write)
+        if await self._commit(runtime, write) is None:
+            return
         self._finish(runtime)
         for m in write.messages:
             self._deliver(m)
@@ -543,7 +554,9 @@ class Engine:
             write.messages = [continue_start]
 
         old_execution = runtime.row["execution_id"]
-        rejected = await self.db(self.store.commit_episode, write)
+        rejected = await self._commit(runtime, write)
+        if rejected is None:
+            return
 
         self.stats.episodes += 1
         self.stats.events_delivered += len(deliver)

@@ -119,6 +119,11 @@ class EpisodeWrite:
     messages: list[MessageRow] = field(default_factory=list)
     children: list[tuple[dict[str, Any], MessageRow]] = field(default_factory=list)
     drop_outstanding: bool = False
+    expected_execution_id: str | None = None
+
+
+class StaleEpisode(Exception):
+    """The instance was purged or replaced while its episode ran; the episode's writes are discarded."""
 
 
 class Store:
@@ -209,6 +214,10 @@ class Store:
         started = self._begin()
         try:
             iid = write.instance_id
+            if write.expected_execution_id is not None:
+                found = self.conn.execute("SELECT execution_id FROM instances WHERE instance_id = ?", (iid,)).fetchone()
+                if found is None or found[0] != write.expected_execution_id:
+                    raise StaleEpisode(iid)
             if write.reset_history:
                 self.conn.execute("DELETE FROM history WHERE instance_id = ?", (iid,))
             if write.drop_outstanding:
