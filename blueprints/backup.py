@@ -9,7 +9,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from site_backup.plan import progress, waves
+from site_backup.plan import groups, progress
 from site_backup.request import parse_backup_request
 from site_backup.service import copy_file_to_blob, list_backup_files
 
@@ -25,17 +25,25 @@ RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_o
 @bp.function_name(BACKUP_ORCHESTRATOR)
 @bp.orchestration_trigger(context_name="context")
 def backup_site_content(context: df.DurableOrchestrationContext) -> Generator[Any, Any, int]:
-    """List the files, copy them in parallel waves, and return the total number of bytes."""
+    """List the files, copy them all in parallel, and return the total number of bytes."""
     request = parse_backup_request(_input(context))
     context.set_custom_status(progress("listing"))
     files: list[str] = yield context.call_activity_with_retry(GET_FILE_LIST, RETRY, request.listing_input())
+    context.set_custom_status(progress("copying", len(files)))
+    # All copies are scheduled by the first task_any; each group is one task_all.
+    pending = [
+        context.task_all([context.call_activity_with_retry(COPY_FILE_TO_BLOB, RETRY, path) for path in group])
+        for group in groups(files)
+    ]
     total_bytes = files_done = 0
-    for wave in waves(files):
+    while pending:
+        finished = yield context.task_any(pending)
+        pending.remove(finished)
+        if isinstance(finished.result, Exception):
+            raise finished.result  # a copy failed on every attempt
+        total_bytes += sum(finished.result)
+        files_done += len(finished.result)
         context.set_custom_status(progress("copying", len(files), files_done, total_bytes))
-        copies = [context.call_activity_with_retry(COPY_FILE_TO_BLOB, RETRY, path) for path in wave]
-        sizes: list[int] = yield context.task_all(copies)
-        total_bytes += sum(sizes)
-        files_done += len(wave)
     context.set_custom_status(progress("completed", len(files), files_done, total_bytes))
     return total_bytes
 

@@ -1,25 +1,23 @@
-"""How the orchestrator paces the fan-out and reports progress. Pure and deterministic.
+"""How the orchestrator groups the fan-out and reports progress. Pure and deterministic.
 
-Files are copied in waves: every copy of a wave runs in parallel (one ``task_all``), and the
-progress in ``customStatus`` moves on after each wave. About ``TARGET_WAVES`` waves keep the
-progress fresh on a big tree without starving the workers; small trees go in one wave.
+Every copy is scheduled at once, so the workers never wait for the orchestrator. The copies
+are split into about ``TARGET_GROUPS`` groups; the orchestrator wakes when a whole group has
+finished and moves the progress in ``customStatus`` on. Small trees get groups of at least
+``MIN_GROUP_SIZE`` files.
 """
-
-from __future__ import annotations
 
 import math
 from typing import Any
 
-TARGET_WAVES = 20
-MIN_WAVE = 100
-MAX_WAVE = 5_000
+TARGET_GROUPS = 50
+MIN_GROUP_SIZE = 10
 
 
-def waves(files: list[str]) -> list[list[str]]:
-    """Split the file list into consecutive waves, in listing order."""
+def groups(files: list[str]) -> list[list[str]]:
+    """Split the file list into consecutive groups, in listing order."""
     if not files:
         return []
-    size = min(MAX_WAVE, max(MIN_WAVE, math.ceil(len(files) / TARGET_WAVES)))
+    size = max(MIN_GROUP_SIZE, math.ceil(len(files) / TARGET_GROUPS))
     return [files[i : i + size] for i in range(0, len(files), size)]
 
 

@@ -81,26 +81,35 @@ def test_empty_directory_completes_with_zero():
     assert state["isDone"] is True and state["output"] == 0
 
 
-def test_large_tree_goes_in_waves_with_progress():
+def test_large_tree_schedules_every_copy_at_once_and_reports_each_group():
     files = [f"{ROOT}/f{i:05d}" for i in range(2_500)]
-    first, second = plan.waves(files)[:2]
+    first, second = plan.groups(files)[:2]
     history = listed(files)
     _, state = run(history)
-    assert [json.loads(a["input"]) for a in atoms(state["actions"][0])[1:]] == first
-    for seq, path in enumerate(first, start=1):
+    assert [json.loads(a["input"]) for a in atoms(state["actions"][0])[1:]] == files
+    for seq, path in enumerate(files, start=1):
         history.task_scheduled(seq, COPY, json.dumps(path))
     history.episode()
-    for seq in range(1, len(first) + 1):
-        history.task_completed(seq, 2)
-    _, state = run(history)
-    new = atoms(state["actions"][0])[1 + len(first) :]
-    assert [json.loads(a["input"]) for a in new] == second
+    # The second group finishes first, plus part of the first: progress counts whole groups only.
+    for seq in range(len(first) + 1, len(first) + len(second) + 1):
+        history.task_completed(seq, 3)
+    history.task_completed(1, 2)
+    outcome, state = run(history)
+    assert outcome == "state" and state["isDone"] is False
+    assert len(atoms(state["actions"][0])) == 1 + len(files)  # nothing scheduled twice
     assert state["customStatus"] == {
         "phase": "copying",
         "filesTotal": 2_500,
-        "filesDone": len(first),
-        "bytesDone": 2 * len(first),
+        "filesDone": len(second),
+        "bytesDone": 3 * len(second),
     }
+    history.episode()
+    for seq in range(2, len(first) + 1):
+        history.task_completed(seq, 2)
+    _, state = run(history)
+    assert state["customStatus"]["filesDone"] == len(first) + len(second)
+    assert state["customStatus"]["bytesDone"] == 2 * len(first) + 3 * len(second)
+    assert len(atoms(state["actions"][0])) == 1 + len(files)
 
 
 def test_copy_retried_then_succeeded():
