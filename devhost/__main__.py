@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -73,4 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Activities still running in worker threads are abandoned, as the host abandons its worker: their work
+    # items stay queued in the hub and run again on the next start. Exit now instead of joining them.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
