@@ -8,9 +8,10 @@ from collections.abc import Generator
 from typing import Any
 
 import azure.durable_functions as df
+from azure.durable_functions.models.Task import TaskBase
 
-from site_backup.plan import groups, progress
-from site_backup.request import parse_backup_request
+from site_backup.plan import GENERATION_SIZE, Tally, groups
+from site_backup.request import parse_orchestration_input
 from site_backup.service import copy_file_to_blob, list_backup_files
 
 from .names import BACKUP_ORCHESTRATOR, COPY_FILE_TO_BLOB, GET_FILE_LIST
@@ -24,28 +25,36 @@ RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_o
 
 @bp.function_name(BACKUP_ORCHESTRATOR)
 @bp.orchestration_trigger(context_name="context")
-def backup_site_content(context: df.DurableOrchestrationContext) -> Generator[Any, Any, int]:
-    """List the files, copy them all in parallel, and return the total number of bytes."""
-    request = parse_backup_request(_input(context))
-    context.set_custom_status(progress("listing"))
-    files: list[str] = yield context.call_activity_with_retry(GET_FILE_LIST, RETRY, request.listing_input())
-    context.set_custom_status(progress("copying", len(files)))
-    # All copies are scheduled by the first task_any; each group is one task_all.
-    pending = [
-        context.task_all([context.call_activity_with_retry(COPY_FILE_TO_BLOB, RETRY, path) for path in group])
-        for group in groups(files)
-    ]
-    total_bytes = files_done = 0
+def backup_site_content(context: df.DurableOrchestrationContext) -> Generator[Any, Any, int | None]:
+    """List the files, copy them all in parallel, and return the total number of bytes.
+
+    A tree bigger than one generation continues as new after each GENERATION_SIZE files.
+    """
+    request, resume = parse_orchestration_input(_input(context))
+    if resume is None:
+        context.set_custom_status(Tally().status("listing"))
+        files: list[str] = yield _call(context, GET_FILE_LIST, request.listing_input())
+        tally = Tally(files_total=len(files))
+    else:
+        after, tally = resume
+        context.set_custom_status(tally.status("copying"))
+        files = yield _call(context, GET_FILE_LIST, request.listing_input(after, GENERATION_SIZE + 1))
+    batch = files[:GENERATION_SIZE]
+    context.set_custom_status(tally.status("copying"))
+    # The first task_any schedules every copy of the batch; each group is one task_all.
+    pending = [context.task_all([_call(context, COPY_FILE_TO_BLOB, path) for path in group]) for group in groups(batch)]
     while pending:
         finished = yield context.task_any(pending)
         pending.remove(finished)
         if isinstance(finished.result, Exception):
             raise finished.result  # a copy failed on every attempt
-        total_bytes += sum(finished.result)
-        files_done += len(finished.result)
-        context.set_custom_status(progress("copying", len(files), files_done, total_bytes))
-    context.set_custom_status(progress("completed", len(files), files_done, total_bytes))
-    return total_bytes
+        tally = tally.add(finished.result)
+        context.set_custom_status(tally.status("copying"))
+    if len(files) > GENERATION_SIZE:
+        context.continue_as_new(request.continued(batch[-1], tally))
+        return None
+    context.set_custom_status(tally.status("completed"))
+    return tally.bytes_done
 
 
 @bp.function_name(GET_FILE_LIST)
@@ -60,6 +69,10 @@ def get_file_list(rootDirectory: str | dict[str, Any]) -> list[str]:
 def copy_file_to_blob_activity(filePath: str) -> int:
     """Back up one file; returns its size in bytes (0 when it vanished after listing)."""
     return copy_file_to_blob(filePath)
+
+
+def _call(context: df.DurableOrchestrationContext, name: str, activity_input: object) -> TaskBase:
+    return context.call_activity_with_retry(name, RETRY, activity_input)
 
 
 def _input(context: df.DurableOrchestrationContext) -> object:

@@ -20,39 +20,63 @@ from .roots import is_within
 log = logging.getLogger(__name__)
 
 
-def list_files(root: Path, include: Iterable[str] = (), exclude: Iterable[str] = ()) -> list[str]:
-    """Absolute paths of every regular file under ``root`` (resolved), sorted, filtered by globs.
+def list_files(
+    root: Path,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    after: str | None = None,
+    limit: int | None = None,
+) -> list[str]:
+    """Absolute paths of the regular files under ``root`` (resolved), in listing order, filtered by globs.
 
-    ``include``/``exclude`` are globs on the path relative to the root (``**`` crosses
-    directories); a pattern without ``/`` matches the file or directory name at any depth.
+    The listing order is depth-first with names sorted, so it equals the order of the paths'
+    component tuples. ``include``/``exclude`` are globs on the path relative to the root (``**``
+    crosses directories); a pattern without ``/`` matches the file or directory name at any depth.
     An excluded directory is not entered. An unreadable directory is an error, never skipped.
+    ``after`` (a path from an earlier listing) and ``limit`` return one page of a big tree
+    without walking the part before it again.
     """
     root = Path(os.path.realpath(root))
     includes = [_compile(p) for p in include]
     excludes = [_compile(p) for p in exclude]
+    cursor = _relative_parts(root, after) if after else None
     found: list[str] = []
     visited: set[tuple[int, int]] = set()
     # Depth-first with an explicit stack (no recursion limit on deep trees); children are pushed
     # in reverse name order so they come off the stack sorted.
-    stack: list[tuple[Path, str, os.stat_result]] = [(root, "", os.stat(root))]
-    while stack:
-        path, rel, st = stack.pop()
+    stack: list[tuple[Path, tuple[str, ...], os.stat_result]] = [(root, (), os.stat(root))]
+    while stack and (limit is None or len(found) < limit):
+        path, parts, st = stack.pop()
         if stat.S_ISREG(st.st_mode):
-            found.append(str(path))
+            if cursor is None or parts > cursor:
+                found.append(str(path))
             continue
+        if cursor is not None and parts < cursor[: len(parts)]:
+            continue  # the whole subtree comes before the cursor
         if (st.st_dev, st.st_ino) in visited:
             log.info("Skipping %s: directory already listed through another path.", path)
             continue
         visited.add((st.st_dev, st.st_ino))
-        stack.extend(reversed(_children(path, rel, root, includes, excludes)))
+        stack.extend(reversed(_children(path, parts, root, includes, excludes)))
     return found
 
 
+def _relative_parts(root: Path, path: str) -> tuple[str, ...]:
+    try:
+        return Path(path).relative_to(root).parts
+    except ValueError as exc:
+        raise InvalidBackupRequest(f"The listing cursor {path!r} is not under {str(root)!r}.") from exc
+
+
 def _children(
-    directory: Path, relative: str, root: Path, includes: list[re.Pattern[str]], excludes: list[re.Pattern[str]]
-) -> list[tuple[Path, str, os.stat_result]]:
+    directory: Path,
+    parts: tuple[str, ...],
+    root: Path,
+    includes: list[re.Pattern[str]],
+    excludes: list[re.Pattern[str]],
+) -> list[tuple[Path, tuple[str, ...], os.stat_result]]:
     """The selected files and the enterable directories of one directory, sorted by name."""
-    prefix = f"{relative}/" if relative else ""
+    prefix = "".join(f"{p}/" for p in parts)
     try:
         with os.scandir(directory) as scan:
             entries = sorted(scan, key=lambda e: e.name)
@@ -69,9 +93,9 @@ def _children(
             continue  # vanished since scandir, or a dangling link
         if stat.S_ISDIR(st.st_mode):
             if not _matches_any(excludes, rel, entry.name):
-                children.append((Path(entry.path), rel, st))
+                children.append((Path(entry.path), (*parts, entry.name), st))
         elif stat.S_ISREG(st.st_mode) and _selected(rel, entry.name, includes, excludes):
-            children.append((Path(entry.path), rel, st))
+            children.append((Path(entry.path), (*parts, entry.name), st))
     return children
 
 

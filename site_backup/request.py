@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidBackupRequest
+from .plan import Tally
 
 ROOT_KEY = "rootDirectory"
+CONTINUATION_KEY = "continuation"
+AFTER_KEY, LIMIT_KEY = "after", "limit"
 PATTERN_KEYS = ("include", "exclude")
 EXAMPLE = '"/home/site/wwwroot" or {"rootDirectory": "/home/site/wwwroot", "exclude": ["*.tmp"]}'
 
@@ -28,11 +31,22 @@ class BackupRequest:
         """The JSON object form, as accepted by ``parse_backup_request``."""
         return {ROOT_KEY: self.root_directory, "include": list(self.include), "exclude": list(self.exclude)}
 
-    def listing_input(self) -> str | dict[str, Any]:
-        """Input for E2_GetFileList: the bare directory when there are no patterns, as in the seed."""
-        if not self.include and not self.exclude:
+    def listing_input(self, after: str | None = None, limit: int | None = None) -> str | dict[str, Any]:
+        """Input for E2_GetFileList: the bare directory when that says it all, as in the seed.
+
+        ``after``/``limit`` ask for the next page of a big tree.
+        """
+        if not self.include and not self.exclude and after is None:
             return self.root_directory
-        return self.to_json()
+        listing = self.to_json()
+        if after is not None:
+            listing.update({AFTER_KEY: after, LIMIT_KEY: limit})
+        return listing
+
+    def continued(self, after: str, tally: Tally) -> dict[str, Any]:
+        """The input of the next generation: this request plus where to carry on."""
+        carried = {"filesTotal": tally.files_total, "filesDone": tally.files_done, "bytesDone": tally.bytes_done}
+        return {**self.to_json(), CONTINUATION_KEY: {AFTER_KEY: after, **carried}}
 
     def with_root(self, root_directory: str) -> BackupRequest:
         """The same request for another (e.g. resolved) root directory."""
@@ -68,6 +82,33 @@ def parse_backup_request(value: object) -> BackupRequest:
     raise InvalidBackupRequest(
         f"Expected a JSON string or object, got a JSON {_json_type(value)}; send e.g. {EXAMPLE}."
     )
+
+
+def parse_orchestration_input(value: object) -> tuple[BackupRequest, tuple[str, Tally] | None]:
+    """The request plus, for a continued generation, the cursor and the tally so far."""
+    if not (isinstance(value, dict) and CONTINUATION_KEY in value):
+        return parse_backup_request(value), None
+    rest = {k: v for k, v in value.items() if k != CONTINUATION_KEY}
+    carried = value[CONTINUATION_KEY]
+    try:
+        tally = Tally(int(carried["filesTotal"]), int(carried["filesDone"]), int(carried["bytesDone"]))
+        after = carried[AFTER_KEY]
+    except (TypeError, KeyError, ValueError) as exc:
+        raise InvalidBackupRequest(f"Malformed {CONTINUATION_KEY!r}: {carried!r}.") from exc
+    if not isinstance(after, str):
+        raise InvalidBackupRequest(f"Malformed {CONTINUATION_KEY!r}: {carried!r}.")
+    return parse_backup_request(rest), (after, tally)
+
+
+def parse_listing_input(value: object) -> tuple[BackupRequest, str | None, int | None]:
+    """E2_GetFileList's input: a request, optionally with a page cursor and size."""
+    if not (isinstance(value, dict) and AFTER_KEY in value):
+        return parse_backup_request(value), None, None
+    rest = {k: v for k, v in value.items() if k not in (AFTER_KEY, LIMIT_KEY)}
+    after, limit = value[AFTER_KEY], value.get(LIMIT_KEY)
+    if not isinstance(after, str) or not (limit is None or (isinstance(limit, int) and limit > 0)):
+        raise InvalidBackupRequest(f"{AFTER_KEY!r} must be a path and {LIMIT_KEY!r} a positive number.")
+    return parse_backup_request(rest), after, limit
 
 
 def _directory(path: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import DirectoryNotAllowed, InvalidBackupRequest
 from .listing import list_files
-from .request import BackupRequest, parse_backup_request
+from .request import BackupRequest, parse_backup_request, parse_listing_input
 from .roots import allowed_roots, is_within, resolve_backup_directory
 from .storage import backup_container
 from .upload import backup_file
@@ -28,10 +28,14 @@ def checked_request(value: object) -> BackupRequest:
 
 
 def list_backup_files(value: object) -> list[str]:
-    """Every file to back up for a request (a directory string or a request object)."""
-    request = checked_request(value)
-    files = list_files(Path(request.root_directory), request.include, request.exclude)
-    log.info("Found %d file(s) under %s.", len(files), request.root_directory)
+    """The files to back up for a request (a directory string or a request object).
+
+    An object with ``after`` (and ``limit``) returns the next page of a big tree.
+    """
+    request, after, limit = parse_listing_input(value)
+    root = resolve_backup_directory(request.root_directory, allowed_roots())
+    files = list_files(root, request.include, request.exclude, after=after, limit=limit)
+    log.info("Found %d file(s) under %s%s.", len(files), root, f" after {after}" if after else "")
     return files
 
 

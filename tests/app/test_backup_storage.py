@@ -204,3 +204,34 @@ def test_a_path_too_long_for_a_blob_name_fails_clearly(tmp_path, container, monk
     (deep / "leaf").write_text("x")
     with pytest.raises(BlobNameTooLong, match="exclude"):
         copy_file_to_blob(str(deep / "leaf"))
+
+
+def test_listing_pages_cover_the_tree_exactly_once_in_order(tmp_path, monkeypatch):
+    """Pages (after + limit) as used by continued generations, including names that sort
+    differently as strings than as paths ("a-c" < "a/b" as text, but "a/b" is listed first)."""
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
+    names = ["a/b", "a-c", "a/z/1", "a/z/2", "b", "c/d/e/f", "c/d/g", "ü", "#x", "%y"]
+    write = {n: n.encode() for n in names}
+    for rel, data in write.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    everything = list_backup_files(str(tmp_path))
+    assert len(everything) == len(names)
+    for limit in (1, 3, 4):
+        pages: list[str] = []
+        after = None
+        while True:
+            request = {"rootDirectory": str(tmp_path), **({"after": after, "limit": limit} if after else {})}
+            page = list_backup_files(request) if after else list_backup_files(request)[:limit]
+            pages.extend(page)
+            if len(page) < limit:
+                break
+            after = page[-1]
+        assert pages == everything, limit
+
+
+def test_listing_cursor_outside_the_root_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InvalidBackupRequest, match="cursor"):
+        list_backup_files({"rootDirectory": str(tmp_path), "after": "/elsewhere/f", "limit": 5})

@@ -82,7 +82,7 @@ def test_empty_directory_completes_with_zero():
 
 
 def test_large_tree_schedules_every_copy_at_once_and_reports_each_group():
-    files = [f"{ROOT}/f{i:05d}" for i in range(2_500)]
+    files = [f"{ROOT}/f{i:05d}" for i in range(plan.GENERATION_SIZE)]
     first, second = plan.groups(files)[:2]
     history = listed(files)
     _, state = run(history)
@@ -99,7 +99,7 @@ def test_large_tree_schedules_every_copy_at_once_and_reports_each_group():
     assert len(atoms(state["actions"][0])) == 1 + len(files)  # nothing scheduled twice
     assert state["customStatus"] == {
         "phase": "copying",
-        "filesTotal": 2_500,
+        "filesTotal": len(files),
         "filesDone": len(second),
         "bytesDone": 3 * len(second),
     }
@@ -110,6 +110,48 @@ def test_large_tree_schedules_every_copy_at_once_and_reports_each_group():
     assert state["customStatus"]["filesDone"] == len(first) + len(second)
     assert state["customStatus"]["bytesDone"] == 2 * len(first) + 3 * len(second)
     assert len(atoms(state["actions"][0])) == 1 + len(files)
+
+
+def copy_all(history: History, files: list[str], first_seq: int, size: int) -> History:
+    for seq, path in enumerate(files, start=first_seq):
+        history.task_scheduled(seq, COPY, json.dumps(path))
+    history.episode()
+    for seq in range(first_seq, first_seq + len(files)):
+        history.task_completed(seq, size)
+    return history
+
+
+def test_a_tree_bigger_than_a_generation_continues_as_new_from_a_cursor():
+    files = [f"{ROOT}/f{i:05d}" for i in range(plan.GENERATION_SIZE + 7)]
+    outcome, state = run(copy_all(listed(files), files[: plan.GENERATION_SIZE], 1, 10))
+    assert outcome == "state" and state["isDone"] is True
+    assert "output" not in state
+    last = state["actions"][0][-1]
+    assert last["actionType"] == 4
+    assert json.loads(last["input"]) == {
+        **REQUEST,
+        "continuation": {
+            "after": files[plan.GENERATION_SIZE - 1],
+            "filesTotal": len(files),
+            "filesDone": plan.GENERATION_SIZE,
+            "bytesDone": 10 * plan.GENERATION_SIZE,
+        },
+    }
+
+
+def test_a_continued_generation_lists_the_next_page_and_adds_up():
+    carried = {"after": f"{ROOT}/f01999", "filesTotal": 2_003, "filesDone": 2_000, "bytesDone": 20_000}
+    history = History(ORCH, {**REQUEST, "continuation": carried})
+    outcome, state = run(history)
+    [listing] = atoms(state["actions"][0])
+    assert json.loads(listing["input"]) == {**REQUEST, "after": carried["after"], "limit": plan.GENERATION_SIZE + 1}
+    assert state["customStatus"] == {"phase": "copying", "filesTotal": 2_003, "filesDone": 2_000, "bytesDone": 20_000}
+    rest = [f"{ROOT}/f02000", f"{ROOT}/f02001", f"{ROOT}/f02002"]
+    history.task_scheduled(0, LIST, listing["input"]).episode().task_completed(0, rest)
+    outcome, state = run(copy_all(history, rest, 1, 5))
+    assert outcome == "state" and state["isDone"] is True
+    assert state["output"] == 20_015
+    assert state["customStatus"] == {"phase": "completed", "filesTotal": 2_003, "filesDone": 2_003, "bytesDone": 20_015}
 
 
 def test_copy_retried_then_succeeded():
