@@ -12,6 +12,7 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from site_backup.plan import GENERATION_SIZE
 from tests.support.devhost_process import DevhostProcess, running_devhost
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -129,7 +130,8 @@ def test_bad_requests_over_http_start_nothing(host, tmp_path):
 
 
 def test_sigkill_during_a_backup_then_restart_completes_the_same_instance(backup_env, container, tmp_path):
-    files = {f"d{i % 10}/file-{i:04d}.txt": f"{i}\n".encode() * (1 + i % 50) for i in range(1_500)}
+    """A tree bigger than one generation: killed in the first, it finishes in the second after a restart."""
+    files = {f"d{i % 10}/file-{i:04d}.txt": f"{i}\n".encode() * (1 + i % 50) for i in range(GENERATION_SIZE + 100)}
     root = write_tree(tmp_path / "site", files)
     hub = tmp_path / "hub.sqlite"
     first = DevhostProcess(PROJECT_ROOT, hub=hub, env=backup_env).start()
@@ -151,5 +153,6 @@ def test_sigkill_during_a_backup_then_restart_completes_the_same_instance(backup
         final = wait_for_completion(status_url)
     assert final["runtimeStatus"] == "Completed"
     assert final["output"] == sum(len(d) for d in files.values())
+    assert json.loads(final["input"])["continuation"]["filesDone"] == GENERATION_SIZE
     blobs = {b.name: b.size for b in container.list_blobs()}
     assert blobs == {str(root / rel).lstrip("/"): len(data) for rel, data in files.items()}
