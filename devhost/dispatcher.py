@@ -31,6 +31,7 @@ from .episode import (
     EpisodeOutcome,
     ExecutionState,
     failed_output,
+    order_episode,
     plan_episode,
 )
 from .history import EventType
@@ -441,6 +442,8 @@ class Engine:
         info = self.index.orchestrators.get(row["name"])
         now = self._episode_time(runtime)
         stamp = h.format_timestamp(now)
+        # Retry-id reserving events first, so the SDK numbers retries before new atoms, as plan_episode does.
+        deliver = order_episode(runtime.state, deliver, lambda m: m.event)
         delivered = [m.event for m in deliver]
         new_events = [h.orchestrator_started(stamp)] + [m.event for m in control] + delivered
         new_texts = [json.dumps(e) for e in new_events]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from . import history as h
 from .history import EventType
@@ -25,6 +26,8 @@ CUSTOM_STATUS_WARN_BYTES = 16 * 1024
 _ACTIVITY_TYPES = (0, 1)
 _SUB_TYPES = (2, 3)
 _ENTITY_TYPES = (7, 9, 10)
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -239,6 +242,39 @@ def plan_retries(state: ExecutionState, delivered: list[dict[str, Any]], info: E
                 )
                 outcome.children.append(ChildStart(seq, retry.name, child, retry.input))
     return outcome
+
+
+def reserves_only(state: ExecutionState, event: dict[str, Any]) -> bool:
+    """Whether an event only reserves a retry id (§8) and can never resume the orchestrator's code.
+
+    These are the events the SDK's RetryAbleTask.try_set_value turns into a new id without settling the task:
+    a failure of a with-retry attempt (always: even the last one reserves its FireAt = now timer) and a fired
+    retry timer that leads to another attempt. The fired *final* timer settles the task, so it is not one.
+    """
+    kind = event.get("EventType")
+    if kind in (EventType.TaskFailed, EventType.SubOrchestrationInstanceFailed):
+        return event.get("TaskScheduledId") in state.retries
+    if kind == EventType.TimerFired:
+        retry = state.retries.get(event.get("TimerId"))
+        return retry is not None and retry.attempts < retry.max_attempts
+    return False
+
+
+def order_episode(state: ExecutionState, items: Sequence[_T], event: Callable[[_T], dict[str, Any]]) -> list[_T]:
+    """Put an episode's id-reserving retry events first, then the rest, each group in arrival order.
+
+    The SDK numbers in history order: every completion may resume the generator, which numbers its new atoms
+    at once, and a retry event reserves its id when it is processed. plan_retries numbers all retry events
+    before the response's new atoms, so the two agree only if no event that can resume user code precedes a
+    retry event in the episode. Moving the reserving events first gives exactly that and changes nothing else:
+    they settle no task, so which child wins a task_any and what the generator sees stay the same. The real
+    host does not guarantee message order within an episode either. `state` must be the state before the
+    episode (plan_retries has not consumed these events yet).
+    """
+    flags = [reserves_only(state, event(item)) for item in items]
+    return [item for item, flag in zip(items, flags, strict=True) if flag] + [
+        item for item, flag in zip(items, flags, strict=True) if not flag
+    ]
 
 
 def _fail(outcome: EpisodeOutcome, info: EpisodeInfo, error: str) -> EpisodeOutcome:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from devhost import history as h
-from devhost.episode import EpisodeInfo, EpisodeOutcome, ExecutionState, plan_episode
+from devhost.episode import EpisodeInfo, EpisodeOutcome, ExecutionState, order_episode, plan_episode
 from devhost.indexing import FunctionIndex
 from devhost.invoke import OrchestratorResult, call_orchestrator
 
@@ -32,6 +32,7 @@ class Harness:
         self.state = ExecutionState()
         self.now = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(milliseconds=250)
         self.schema_keys = schema_keys
+        self.last_delivered: list[dict[str, Any]] = []
 
     def context(self, new_events: list[dict[str, Any]]) -> str:
         text = h.context_json(
@@ -59,11 +60,14 @@ class Harness:
             new.append(
                 h.execution_started(stamp, self.name, self.input_text, "abc123", "570241544df34e4eafe605ab61ae8111")
             )
-        new += delivered or []
+        # Like the dispatcher: retry-id reserving events first (order_episode), whatever order the test gives.
+        delivered = order_episode(self.state, delivered or [], lambda event: event)
+        new += delivered
+        self.last_delivered = delivered
         result = call_orchestrator(self.info, self.context(new))
         outcome = plan_episode(
             self.state,
-            delivered or [],
+            delivered,
             result.kind,
             result.state,
             result.message,

@@ -52,6 +52,21 @@ def build_index() -> FunctionIndex:
         return "timeout"
 
     @app.orchestration_trigger(context_name="context")
+    def retry_race(context: df.DurableOrchestrationContext):
+        """A plain task that unblocks new work, racing a with-retry task whose events share its episode."""
+        attempts = context.get_input()
+        options = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_of_attempts=attempts)
+        retried = context.call_activity_with_retry("flaky", options, "x")
+        plain = context.call_activity("a", "plain")
+        winner = yield context.task_any([retried, plain])
+        extra = yield context.call_activity("process_item", 4)
+        try:
+            outcome = yield retried
+        except Exception as exc:
+            outcome = f"gave up: {str(exc).splitlines()[0].strip()}"
+        return [winner.result, extra, outcome]
+
+    @app.orchestration_trigger(context_name="context")
     def custom(context: df.DurableOrchestrationContext):
         context.set_custom_status("working")
         return (yield context.call_activity("a", None))

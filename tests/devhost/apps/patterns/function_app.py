@@ -77,6 +77,10 @@ async def async_double(x: int) -> int:
 @app.activity_trigger(input_name="payload")
 def flaky(payload: dict) -> str:
     """Fails `fail_times` times (counted in a file), then succeeds."""
+    return _flaky_attempt(payload)
+
+
+def _flaky_attempt(payload: dict) -> str:
     counter = Path(payload["dir"]) / "flaky.count"
     count = int(counter.read_text()) + 1 if counter.exists() else 1
     counter.write_text(str(count))
@@ -92,6 +96,33 @@ def slow(payload: dict) -> int:
     marker = Path(payload["dir"]) / f"slow-{payload['i']}-{time.time_ns()}"
     marker.write_text("done")
     return payload["i"]
+
+
+def _wait_for(path: Path) -> None:
+    """Block until a test creates `path` (bounded, so a broken test cannot wedge the pool forever)."""
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
+
+
+@app.activity_trigger(input_name="payload")
+def gated(payload: dict) -> str:
+    """Announces that it started, waits for the test's go file, then returns its name."""
+    folder = Path(payload["dir"])
+    (folder / f"{payload['name']}.started").write_text("1")
+    _wait_for(folder / f"{payload['name']}.go")
+    return payload["name"]
+
+
+@app.activity_trigger(input_name="payload")
+def gated_flaky(payload: dict) -> str:
+    """`flaky`, but each attempt first announces itself and waits for the test's go file."""
+    folder = Path(payload["dir"])
+    (folder / "flaky.started").write_text("1")
+    _wait_for(folder / "flaky.go")
+    return _flaky_attempt(payload)
 
 
 @app.activity_trigger(input_name="x")
@@ -200,6 +231,22 @@ def flaky_child(context: df.DurableOrchestrationContext):
 def parent_retry_orch(context: df.DurableOrchestrationContext):
     options = df.RetryOptions(first_retry_interval_in_milliseconds=100, max_number_of_attempts=3)
     return (yield context.call_sub_orchestrator_with_retry("flaky_child", options, context.get_input()))
+
+
+@app.orchestration_trigger(context_name="context")
+def retry_race(context: df.DurableOrchestrationContext):
+    """A plain task that unblocks new work, racing a with-retry task whose failure arrives in the same episode."""
+    payload = context.get_input()
+    options = df.RetryOptions(first_retry_interval_in_milliseconds=100, max_number_of_attempts=payload["max_attempts"])
+    retried = context.call_activity_with_retry("gated_flaky", options, payload)
+    plain = context.call_activity("gated", {"dir": payload["dir"], "name": "plain"})
+    winner = yield context.task_any([retried, plain])
+    extra = yield context.call_activity("double", 21)
+    try:
+        outcome = yield retried
+    except Exception as exc:
+        outcome = f"gave up: {str(exc).splitlines()[0].strip()}"
+    return [winner.result, extra, outcome]
 
 
 @app.orchestration_trigger(context_name="context")
