@@ -156,3 +156,19 @@ def test_sigkill_during_a_backup_then_restart_completes_the_same_instance(backup
     assert json.loads(final["input"])["continuation"]["filesDone"] == GENERATION_SIZE
     blobs = {b.name: b.size for b in container.list_blobs()}
     assert blobs == {str(root / rel).lstrip("/"): len(data) for rel, data in files.items()}
+
+
+def test_a_file_that_cannot_be_backed_up_fails_the_backup_clearly_and_exclude_gets_past_it(host, container, tmp_path):
+    root = write_tree(tmp_path / "site", {"ok.txt": b"fine"})
+    deep = root.joinpath(*["n"] * 300)  # more path segments than a blob name may have
+    deep.mkdir(parents=True)
+    (deep / "too-deep.txt").write_text("x")
+    failed = wait_for_completion(start(host, str(root)).headers["Location"])
+    assert failed["runtimeStatus"] == "Failed"
+    assert failed["output"].startswith("Orchestrator function 'E2_BackupSiteContent' failed:")
+    assert "cannot be a blob name" in failed["output"] and "exclude" in failed["output"]
+    assert "Traceback" not in failed["output"]
+
+    done = wait_for_completion(start(host, {"rootDirectory": str(root), "exclude": ["n"]}).headers["Location"])
+    assert (done["runtimeStatus"], done["output"]) == ("Completed", 4)
+    assert [b.name for b in container.list_blobs()] == [str(root / "ok.txt").lstrip("/")]
