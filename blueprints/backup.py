@@ -59,8 +59,12 @@ def backup_site_content(context: df.DurableOrchestrationContext) -> Generator[An
 
 @bp.function_name(GET_FILE_LIST)
 @bp.activity_trigger(input_name="rootDirectory")
-def get_file_list(rootDirectory: str | dict[str, Any]) -> list[str]:
-    """Every regular file under the root, sorted; honours include/exclude patterns."""
+def get_file_list(rootDirectory: object) -> list[str]:
+    """Every regular file under the root, sorted; honours include/exclude patterns.
+
+    The input is a directory string or a request object. It is annotated ``object`` because
+    the Python worker refuses a union or a parameterised generic on a binding parameter.
+    """
     return list_backup_files(rootDirectory)
 
 

@@ -2,6 +2,7 @@
 
 import inspect
 import json
+import typing
 
 import azure.functions as func
 
@@ -62,3 +63,17 @@ def test_app_level_auth_is_function():
     import function_app
 
     assert function_app.app.auth_level == func.AuthLevel.FUNCTION
+
+
+def test_binding_annotations_are_what_the_worker_accepts():
+    """The worker raises FunctionLoadError ("invalid non-type annotation") for a binding parameter
+    annotated with a union or a PEP 585 generic such as dict[str, Any], and for a non-type return."""
+    for name, fn in app_functions().items():
+        hints = typing.get_type_hints(fn.get_user_function())
+        bound = {b.name for b in fn.get_bindings()}
+        for param, annotation in hints.items():
+            if param in bound:
+                assert isinstance(annotation, (type, typing._GenericAlias)), (name, param)
+        has_return_binding = "$return" in bound
+        if has_return_binding and "return" in hints:
+            assert isinstance(hints["return"], type), name
