@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -34,8 +35,12 @@ def host_missing(base_url: str) -> bool:
 
 
 @contextmanager
-def local_host(base_url: str, console: Console, allowed: bool = True) -> Iterator[bool]:
-    """Yield whether this call started the host; anything it started is stopped on exit, whatever happens."""
+def local_host(base_url: str, console: Console, allowed: bool = True, directory: Path | None = None) -> Iterator[bool]:
+    """Yield whether this call started the host; anything it started is stopped on exit, whatever happens.
+
+    A host started here may back up ``directory`` even outside the default allowed roots, unless
+    BACKUP_ALLOWED_ROOTS is set in the environment.
+    """
     if not allowed or not host_missing(base_url):
         yield False
         return
@@ -46,5 +51,5 @@ def local_host(base_url: str, console: Console, allowed: bool = True) -> Iterato
             say(console, f"Starting Azurite (data in {AZURITE_DIR}, log {AZURITE_LOG}) ...", "dim")
             stack.callback(start_azurite(AZURITE_DIR, AZURITE_LOG).stop)
         say(console, f"Starting devhost on port {port} (log {DEVHOST_LOG}) ...", "dim")
-        stack.callback(start_devhost(root, port, DEVHOST_LOG, HUB_FILE).stop)
+        stack.callback(start_devhost(root, port, DEVHOST_LOG, HUB_FILE, allow=directory).stop)
         yield True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
 from rich.console import Console
@@ -41,7 +42,10 @@ def run_backup(options: BackupOptions, out: Console, err: Console) -> int:
     directory = os.path.abspath(os.path.expanduser(options.directory))
     body = backup_body(directory, options.include, options.exclude)
     try:
-        with local_host(options.url, out, options.start_services) as started, new_session(options.url) as session:
+        with (
+            local_host(options.url, out, options.start_services, Path(directory)) as started,
+            new_session(options.url) as session,
+        ):
             status_url = start_backup(session, options.url, body)
             say(out, f"Backing up {directory}")
             try:

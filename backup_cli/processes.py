@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,16 +72,19 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
         os.killpg(process.pid, sig)
 
 
-def spawn(name: str, argv: Sequence[str], cwd: Path, log_path: Path | None = None) -> Child:
+def spawn(
+    name: str, argv: Sequence[str], cwd: Path, log_path: Path | None = None, env: Mapping[str, str] | None = None
+) -> Child:
     """Start argv in its own session, output to log_path (truncated) or, if None, to the terminal."""
     if log_path is None:
-        process = subprocess.Popen(list(argv), cwd=cwd, stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
         return Child(name, process, None)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             list(argv),
             cwd=cwd,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -5,6 +5,7 @@ Each starter returns a ready Child or raises ServiceError; the caller owns stopp
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -70,8 +71,14 @@ def start_azurite(location: Path, log_path: Path | None, ports: AzuritePorts = A
     return child
 
 
-def start_devhost(app_dir: Path, port: int, log_path: Path | None, hub: Path = HUB_FILE) -> Child:
-    """Start the pure-Python host for the app on port and wait until its status endpoint says ready."""
+def start_devhost(
+    app_dir: Path, port: int, log_path: Path | None, hub: Path = HUB_FILE, allow: Path | None = None
+) -> Child:
+    """Start the pure-Python host for the app on port and wait until its status endpoint says ready.
+
+    ``allow`` adds a directory to the app's allowed roots for this host only: a host started for one
+    backup on the loopback interface may back up the directory the user asked for.
+    """
     hub.parent.mkdir(parents=True, exist_ok=True)
     argv = [
         sys.executable,
@@ -84,9 +91,15 @@ def start_devhost(app_dir: Path, port: int, log_path: Path | None, hub: Path = H
         "--hub",
         str(hub),
     ]
-    child = spawn("devhost", argv, cwd=app_dir, log_path=log_path)
+    env = dict(os.environ)
+    if allow is not None and not env.get(ALLOWED_ROOTS_SETTING):
+        env[ALLOWED_ROOTS_SETTING] = str(allow)
+    child = spawn("devhost", argv, cwd=app_dir, log_path=log_path, env=env)
     _ready_or_stopped(child, lambda: host_ready(f"http://{LOOPBACK}:{port}"), DEVHOST_TIMEOUT)
     return child
+
+
+ALLOWED_ROOTS_SETTING = "BACKUP_ALLOWED_ROOTS"
 
 
 def func_path() -> str | None:
