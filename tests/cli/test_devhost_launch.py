@@ -15,7 +15,7 @@ from backup_cli.services import start_devhost
 from .test_processes import processes_mentioning
 
 STUB = """
-import argparse, json, signal, sys
+import argparse, json, os, signal, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 parser = argparse.ArgumentParser()
@@ -23,7 +23,8 @@ for name in ("--port", "--app-dir", "--hub"):
     parser.add_argument(name, required=True)
 args = parser.parse_args()
 with open("launched.json", "w") as f:
-    json.dump({"argv": sys.argv[1:], "executable": sys.executable}, f)
+    json.dump({"argv": sys.argv[1:], "executable": sys.executable,
+               "allowed": os.environ.get("BACKUP_ALLOWED_ROOTS")}, f)
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
@@ -61,3 +62,23 @@ def test_devhost_is_started_ready_and_stopped(tmp_path):
     assert "devhost: listening" in log.read_text()
     assert not child.running()
     assert processes_mentioning(str(app_dir)) == []
+
+
+def test_a_host_started_for_a_backup_may_back_up_the_requested_directory(tmp_path, monkeypatch):
+    app_dir = tmp_path / "app"
+    (app_dir / "devhost").mkdir(parents=True)
+    (app_dir / "devhost" / "__init__.py").write_text("")
+    (app_dir / "devhost" / "__main__.py").write_text(STUB)
+    monkeypatch.delenv("BACKUP_ALLOWED_ROOTS", raising=False)
+    child = start_devhost(
+        app_dir, free_port(), tmp_path / "devhost.log", tmp_path / "hub.sqlite", allow=tmp_path / "data"
+    )
+    child.stop()
+    assert json.loads((app_dir / "launched.json").read_text())["allowed"] == str(tmp_path / "data")
+
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", "/srv/explicit")
+    child = start_devhost(
+        app_dir, free_port(), tmp_path / "devhost.log", tmp_path / "hub.sqlite", allow=tmp_path / "data"
+    )
+    child.stop()
+    assert json.loads((app_dir / "launched.json").read_text())["allowed"] == "/srv/explicit"
