@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from . import logs
-from .dispatcher import Engine
+from .engine import Engine
 from .http_triggers import HttpTriggers, client_binding
 from .indexing import IndexingError, load_and_index
 from .server import DevhostServer

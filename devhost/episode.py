@@ -383,23 +383,10 @@ def plan_episode(
     if "schemaVersion" in result_state and len(actions) != 1:
         return _fail(outcome, info, f"expected one action list for schema V2/V3, got {len(actions)}")
     flat = atoms(actions)
-    if len(flat) > info.max_actions:
-        return _fail(
-            outcome,
-            info,
-            f"Maximum number of orchestration actions ({info.max_actions}) exceeded: the orchestration "
-            f"scheduled {len(flat)} actions. Use sub-orchestrations or continue_as_new to split the work "
-            "(host.json extensions.durableTask.maxOrchestrationActions)",
-        )
     digest = hashlib.blake2b(digest_size=16)
-    _hash_atoms(digest, flat[: state.atom_count])
-    if len(flat) < state.atom_count or (state.atom_count and digest.hexdigest() != state.prefix_hash):
-        return _fail(
-            outcome,
-            info,
-            "Non-deterministic workflow detected: the orchestrator's earlier actions changed between "
-            "replays. Orchestrator code must be deterministic (no random, clock or I/O outside activities)",
-        )
+    problem = _actions_problem(flat, state, info, digest)
+    if problem:
+        return _fail(outcome, info, problem)
     for atom in flat[state.atom_count :]:
         problem = _schedule_atom(atom, state, info, outcome)
         if problem:
@@ -407,16 +394,37 @@ def plan_episode(
     _hash_atoms(digest, flat[state.atom_count :])
     state.atom_count = len(flat)
     state.prefix_hash = digest.hexdigest()
-
     if result_state.get("isDone"):
-        if outcome.continue_input is not None:
-            outcome.status = "ContinuedAsNew"
-            outcome.activities, outcome.timers, outcome.children = [], [], []
-        else:
-            outcome.status = "Completed"
-            outcome.output = json.dumps(result_state["output"]) if "output" in result_state else None
-            outcome.activities, outcome.timers, outcome.children = [], [], []
-            warning = _size_warning(f"Output of '{info.orchestrator_name}'", outcome.output, PAYLOAD_WARN_BYTES)
-            if warning:
-                outcome.warnings.append(warning)
+        _finish(outcome, result_state, info)
     return outcome
+
+
+def _actions_problem(flat: list[dict[str, Any]], state: ExecutionState, info: EpisodeInfo, digest: Any) -> str | None:
+    """Why the action list can't be accepted (too many, or the earlier ones changed); hashes the known prefix."""
+    if len(flat) > info.max_actions:
+        return (
+            f"Maximum number of orchestration actions ({info.max_actions}) exceeded: the orchestration "
+            f"scheduled {len(flat)} actions. Use sub-orchestrations or continue_as_new to split the work "
+            "(host.json extensions.durableTask.maxOrchestrationActions)"
+        )
+    _hash_atoms(digest, flat[: state.atom_count])
+    if len(flat) < state.atom_count or (state.atom_count and digest.hexdigest() != state.prefix_hash):
+        return (
+            "Non-deterministic workflow detected: the orchestrator's earlier actions changed between "
+            "replays. Orchestrator code must be deterministic (no random, clock or I/O outside activities)"
+        )
+    return None
+
+
+def _finish(outcome: EpisodeOutcome, result_state: dict[str, Any], info: EpisodeInfo) -> None:
+    """The orchestrator returned: continue as new or complete, and schedule nothing more either way."""
+    if outcome.continue_input is not None:
+        outcome.status = "ContinuedAsNew"
+        outcome.activities, outcome.timers, outcome.children = [], [], []
+    else:
+        outcome.status = "Completed"
+        outcome.output = json.dumps(result_state["output"]) if "output" in result_state else None
+        outcome.activities, outcome.timers, outcome.children = [], [], []
+        warning = _size_warning(f"Output of '{info.orchestrator_name}'", outcome.output, PAYLOAD_WARN_BYTES)
+        if warning:
+            outcome.warnings.append(warning)

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .dispatcher import Engine
+from .engine import Engine
 from .http_triggers import HttpTriggers
 from .webhooks import WEBHOOK_PATH, WebhookApi
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from . import history as h
 from . import logs
-from .dispatcher import Engine
+from .engine import Engine
 from .episode import PAYLOAD_WARN_BYTES
 from .status import shape_history, status_json
 from .store import LIVE_STATUSES, TERMINAL_STATUSES, InstanceExists
