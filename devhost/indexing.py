@@ -10,6 +10,7 @@ import importlib
 import inspect
 import json
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,33 @@ def _check_parameters(name: str, fn: Any, bindings: list[dict[str, Any]]) -> boo
     return wants_context
 
 
+def _check_annotations(name: str, fn: Any, bindings: list[dict[str, Any]]) -> None:
+    """The worker's annotation rules (azure_functions_worker functions.py, FunctionLoadError).
+
+    A binding parameter's annotation must be a class or a ``typing`` generic such as
+    ``typing.List[str]``; a union (``str | dict``) or a PEP 585 generic (``dict[str, Any]``) is
+    refused. An explicit ``$return`` binding's return annotation must be a class.
+    """
+    user_function = fn.get_user_function()
+    try:
+        hints = typing.get_type_hints(user_function)
+    except Exception as exc:  # the worker calls get_type_hints too and fails the same way
+        raise IndexingError(f"cannot load the {name} function: its annotations cannot be resolved ({exc})") from exc
+    bound = {b["name"] for b in bindings}
+    for param, annotation in hints.items():
+        if param in bound and not isinstance(annotation, (type, typing._GenericAlias)):
+            raise IndexingError(
+                f"cannot load the {name} function: binding {param} has invalid non-type annotation {annotation!r}. "
+                "Annotate it with a plain class (e.g. `dict` instead of `dict[str, Any]`, `object` for a "
+                "value of several types) or leave the annotation out"
+            )
+    if "$return" in bound and "return" in hints and not isinstance(hints["return"], type):
+        raise IndexingError(
+            f"cannot load the {name} function: it has invalid non-type return annotation {hints['return']!r}. "
+            "Annotate the return with a plain class or leave it out"
+        )
+
+
 def _describe(fn: Any) -> FunctionInfo:
     name = fn.get_function_name()
     bindings = _raw_bindings(fn)
@@ -121,6 +149,7 @@ def _describe(fn: Any) -> FunctionInfo:
         "httpTrigger": "http",
     }.get(trigger.get("type", ""), "other")
     wants_context = _check_parameters(name, fn, bindings)
+    _check_annotations(name, fn, bindings)
     user_function = fn.get_user_function()
     info = FunctionInfo(
         name=name,

@@ -16,6 +16,7 @@ APPS = Path(__file__).parent / "apps"
     [
         ("refuse_two_apps", ["more than one FunctionApp", "app, other_app", "Blueprint"]),
         ("refuse_param_name", ["cannot load the orchestrator function", "['ctx']", 'context_name="context"']),
+        ("refuse_annotation", ["cannot load the describe function", "invalid non-type annotation", "`dict`"]),
         ("refuse_sync_starter", ["cannot load the start function", "must be `async def`", "async def start"]),
     ],
 )
