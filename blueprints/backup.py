@@ -4,6 +4,7 @@ The orchestrator is deterministic: it only parses its input, schedules activitie
 their results. All file-system and storage work happens in the activities, which are idempotent.
 """
 
+import logging
 from collections.abc import Generator
 from typing import Any
 
@@ -17,6 +18,10 @@ from site_backup.service import copy_file_to_blob, list_backup_files
 from .names import BACKUP_ORCHESTRATOR, COPY_FILE_TO_BLOB, GET_FILE_LIST
 
 bp = df.Blueprint()
+
+# The Azure SDK logs every storage request and response at INFO; per file that drowns the
+# function logs (and Application Insights) in headers. Warnings and errors still come through.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 # Transient failures (storage throttling, a recycled worker) are retried by the host:
 # up to 3 attempts, 5 s apart.
