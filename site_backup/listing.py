@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import stat
 from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path
 
 from .errors import InvalidBackupRequest
+from .globs import Glob, compile_glob, matches_any
 from .roots import is_within
 
 log = logging.getLogger(__name__)
@@ -37,8 +36,8 @@ def list_files(
     without walking the part before it again.
     """
     root = Path(os.path.realpath(root))
-    includes = [_compile(p) for p in include]
-    excludes = [_compile(p) for p in exclude]
+    includes = [compile_glob(p) for p in include]
+    excludes = [compile_glob(p) for p in exclude]
     cursor = _relative_parts(root, after) if after else None
     found: list[str] = []
     visited: set[tuple[int, int]] = set()
@@ -72,8 +71,8 @@ def _children(
     directory: Path,
     parts: tuple[str, ...],
     root: Path,
-    includes: list[re.Pattern[str]],
-    excludes: list[re.Pattern[str]],
+    includes: list[Glob],
+    excludes: list[Glob],
 ) -> list[tuple[Path, tuple[str, ...], os.stat_result]]:
     """The selected files and the enterable directories of one directory, sorted by name."""
     prefix = "".join(f"{p}/" for p in parts)
@@ -92,7 +91,7 @@ def _children(
         except OSError:
             continue  # vanished since scandir, or a dangling link
         if stat.S_ISDIR(st.st_mode):
-            if not _matches_any(excludes, rel, entry.name):
+            if not matches_any(excludes, rel, entry.name):
                 children.append((Path(entry.path), (*parts, entry.name), st))
         elif stat.S_ISREG(st.st_mode) and _selected(rel, entry.name, includes, excludes):
             children.append((Path(entry.path), (*parts, entry.name), st))
@@ -107,45 +106,7 @@ def _inside_target(link: Path, root: Path) -> Path | None:
     return target
 
 
-def _selected(rel: str, name: str, includes: list[re.Pattern[str]], excludes: list[re.Pattern[str]]) -> bool:
-    if _matches_any(excludes, rel, name):
+def _selected(rel: str, name: str, includes: list[Glob], excludes: list[Glob]) -> bool:
+    if matches_any(excludes, rel, name):
         return False
-    return not includes or _matches_any(includes, rel, name)
-
-
-def _matches_any(patterns: list[re.Pattern[str]], rel: str, name: str) -> bool:
-    return any(p.fullmatch(name if p.pattern.startswith(_NAME_ONLY) else rel) for p in patterns)
-
-
-_NAME_ONLY = "(?#name)"
-
-
-@lru_cache(maxsize=256)
-def _compile(glob: str) -> re.Pattern[str]:
-    """Translate a glob to a regex: ``**`` any depth, ``*``/``?`` within one segment, ``[..]`` sets."""
-    glob = glob.strip().strip("/")
-    prefix = "" if "/" in glob else _NAME_ONLY
-    out, i = [], 0
-    while i < len(glob):
-        c = glob[i]
-        if glob.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif glob.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[" and "]" in glob[i + 1 :]:
-            end = glob.index("]", i + 1)
-            body = glob[i + 1 : end]
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return re.compile(prefix + "".join(out))
+    return not includes or matches_any(includes, rel, name)
