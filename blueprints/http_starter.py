@@ -37,6 +37,9 @@ async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClien
         return json_error(400, str(exc))
     except DirectoryNotAllowed as exc:
         return json_error(403, str(exc))
+    except Exception:
+        log.exception("Checking a backup request failed.")
+        return json_error(500, "The request could not be checked because of an internal error; it was logged.")
     try:
         instance_id = await client.start_new(name, client_input=request.to_json())
     except Exception:

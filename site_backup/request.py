@@ -148,6 +148,8 @@ def parse_json_body(body: bytes) -> object:
         raise InvalidBackupRequest(f"The request body is empty; send the directory as JSON, e.g. {EXAMPLE}.")
     try:
         return json.loads(body)
+    except RecursionError as exc:
+        raise InvalidBackupRequest("The request body nests JSON too deeply; send a string or a flat object.") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidBackupRequest(
             f"The request body is not valid JSON ({exc}). A path must be quoted as a JSON string, e.g. {EXAMPLE}."

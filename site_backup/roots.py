@@ -34,6 +34,13 @@ def resolve_backup_directory(path: str, roots: list[Path]) -> Path:
     """
     if not os.path.isabs(path):
         raise InvalidBackupRequest(f"The directory must be an absolute path, got {path!r}.")
+    try:
+        return _resolve(path, roots)
+    except (OSError, ValueError) as exc:  # e.g. a name too long for the file system, or unencodable
+        raise InvalidBackupRequest(f"The directory {path!r} cannot be used: {exc}.") from exc
+
+
+def _resolve(path: str, roots: list[Path]) -> Path:
     resolved = Path(os.path.realpath(path))
     if not any(is_within(resolved, root) for root in roots):
         shown = ", ".join(str(r) for r in roots) or "(none: the default home directory is the file-system root)"

@@ -10,16 +10,18 @@ Settings, in order of precedence:
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from .errors import StorageNotConfigured
+
+log = logging.getLogger(__name__)
 
 CONTAINER_SETTING = "BACKUP_CONTAINER"
 DEFAULT_CONTAINER = "backups"
@@ -71,10 +73,23 @@ def backup_container(env: Mapping[str, str] | None = None) -> ContainerClient:
         client = _containers.get(settings)
         if client is None:
             client = _service_client(settings).get_container_client(settings.container)
-            with contextlib.suppress(ResourceExistsError):
-                client.create_container()
+            _create_if_missing(client)
             _containers[settings] = client
         return client
+
+
+def _create_if_missing(client: ContainerClient) -> None:
+    """Create the container; a credential scoped to the container itself may not, and need not."""
+    try:
+        client.create_container()
+    except ResourceExistsError:
+        pass
+    except HttpResponseError as exc:
+        if exc.status_code != 403:
+            raise
+        log.info(
+            "Not allowed to create container %s; assuming it exists (uploads will say if not).", client.container_name
+        )
 
 
 def _service_client(settings: StorageSettings) -> BlobServiceClient:

@@ -107,7 +107,7 @@ def _md5_of(source: BinaryIO) -> bytes:
 def _upload(blob: BlobClient, path: str, snapshot: _Snapshot, block_size: int) -> int:
     with open(path, "rb") as source:
         if snapshot.size <= min(block_size, SINGLE_PUT_LIMIT):
-            data = source.read()
+            data = source.read(snapshot.size + 1)  # one byte more than expected already means "changed"
             md5 = hashlib.md5(data, usedforsecurity=False).digest()
             _ensure_unchanged(source, path, snapshot, len(data))
             blob.upload_blob(

@@ -4,10 +4,11 @@ import hashlib
 import json
 import os
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContainerSasPermissions, generate_container_sas
 
 from site_backup.errors import DirectoryNotAllowed, InvalidBackupRequest
 from site_backup.naming import BlobNameTooLong, blob_name_for
@@ -235,3 +236,25 @@ def test_listing_cursor_outside_the_root_is_refused(tmp_path, monkeypatch):
     (tmp_path / "f").write_text("x")
     with pytest.raises(InvalidBackupRequest, match="cursor"):
         list_backup_files({"rootDirectory": str(tmp_path), "after": "/elsewhere/f", "limit": 5})
+
+
+def test_a_credential_scoped_to_the_container_can_back_up(azurite, tmp_path, monkeypatch):
+    """Least privilege: a container SAS cannot create containers (403), yet the container exists."""
+    name = f"t{uuid.uuid4().hex[:20]}"
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    service.create_container(name)
+    sas = generate_container_sas(
+        service.account_name,
+        name,
+        account_key=service.credential.account_key,
+        permission=ContainerSasPermissions(read=True, write=True, create=True, add=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    blob_endpoint = service.url.rstrip("/")
+    monkeypatch.setenv("BACKUP_STORAGE", f"BlobEndpoint={blob_endpoint};SharedAccessSignature={sas}")
+    monkeypatch.setenv("BACKUP_CONTAINER", name)
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
+    (tmp_path / "f.txt").write_text("least privilege")
+    assert copy_file_to_blob(str(tmp_path / "f.txt")) == 15
+    blob = service.get_container_client(name).download_blob(blob_name_for(tmp_path / "f.txt"))
+    assert blob.readall() == b"least privilege"

@@ -138,6 +138,8 @@ BAD_BODIES = [
     (b'{"rootDirectory": "/x", "include": "  "}', 400, "'include' must be a list"),
     (b'""', 400, "directory is empty"),
     (b'"site/wwwroot"', 400, "must be an absolute path"),
+    (b"[" * 100_000, 400, "nests JSON too deeply"),
+    (b'"/tmp/\\ud800"', 400, "cannot be used"),
 ]
 
 
@@ -157,6 +159,8 @@ def test_directory_checks(loop, rpc, roots):
         (json.dumps(f"{roots}/wwwroot/../.."), 403, "outside the allowed roots"),
         (json.dumps("/"), 403, "BACKUP_ALLOWED_ROOTS"),
     ]
+    cases.append((json.dumps(str(roots / ("x" * 300))), 400, "cannot be used"))
+    cases.append((json.dumps(str(roots) + "/d" * 2_500), 400, "cannot be used"))
     (roots / "wwwroot" / "link-out").symlink_to(roots.parent)
     cases.append((json.dumps(str(roots / "wwwroot" / "link-out")), 403, "outside the allowed roots"))
     for body, status, message in cases:
