@@ -16,6 +16,7 @@ from .request import BackupRequest, parse_backup_request, parse_listing_input
 from .roots import allowed_roots, is_within, resolve_backup_directory
 from .storage import backup_container
 from .upload import backup_file
+from .wire import from_wire, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +35,17 @@ def list_backup_files(value: object) -> list[str]:
     """
     request, after, limit = parse_listing_input(value)
     root = resolve_backup_directory(request.root_directory, allowed_roots())
-    files = list_files(root, request.include, request.exclude, after=after, limit=limit)
+    cursor = from_wire(after) if after is not None else None
+    files = list_files(root, request.include, request.exclude, after=cursor, limit=limit)
     log.info("Found %d file(s) under %s%s.", len(files), root, f" after {after}" if after else "")
-    return files
+    return [to_wire(path) for path in files]
 
 
-def copy_file_to_blob(path: object) -> int:
+def copy_file_to_blob(wire_path: object) -> int:
     """Back up one file; returns the bytes the backup holds for it (0 if it vanished)."""
+    path = from_wire(wire_path) if isinstance(wire_path, str) else wire_path
     if not isinstance(path, str) or not os.path.isabs(path):
-        raise InvalidBackupRequest(f"Expected an absolute file path, got {path!r}.")
+        raise InvalidBackupRequest(f"Expected an absolute file path, got {wire_path!r}.")
     real = Path(os.path.realpath(path))
     if not any(is_within(real, root) for root in allowed_roots()):
         raise DirectoryNotAllowed(f"{path!r} is outside the allowed roots; it was not backed up.")

@@ -258,3 +258,30 @@ def test_a_credential_scoped_to_the_container_can_back_up(azurite, tmp_path, mon
     assert copy_file_to_blob(str(tmp_path / "f.txt")) == 15
     blob = service.get_container_client(name).download_blob(blob_name_for(tmp_path / "f.txt"))
     assert blob.readall() == b"least privilege"
+
+
+def test_backslash_in_a_name_never_merges_two_files(tmp_path, container, monkeypatch):
+    """Blob Storage turns a backslash into a slash: "x\\y" and "x/y" must stay two blobs."""
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "y").write_text("y inside x")
+    (tmp_path / "x\\y").write_text("one file named x-backslash-y")
+    run_activities(tmp_path)
+    assert run_activities(tmp_path)  # a second run: both unchanged, neither overwrites the other
+    names = sorted(blob_state(container))
+    assert names == sorted([blob_name_for(tmp_path / "x" / "y"), blob_name_for(tmp_path) + "/x%5Cy"])
+    assert container.download_blob(blob_name_for(tmp_path / "x\\y")).readall() == b"one file named x-backslash-y"
+    assert container.download_blob(blob_name_for(tmp_path / "x" / "y")).readall() == b"y inside x"
+
+
+def test_names_that_are_not_utf8_are_backed_up(tmp_path, container, monkeypatch):
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt")
+    with open(raw, "wb") as f:
+        f.write(b"latin-1 name")
+    listed = json.loads(call_activity("E2_GetFileList", json.dumps(str(tmp_path))))
+    assert len(listed) == 1 and listed[0].isascii()  # travels safely through any JSON host
+    assert json.loads(call_activity("E2_CopyFileToBlob", json.dumps(listed[0]))) == 12
+    [name] = blob_state(container)
+    assert name == blob_name_for(tmp_path) + "/caf%E9.txt"
+    assert container.download_blob(name).readall() == b"latin-1 name"
