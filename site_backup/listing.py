@@ -1,7 +1,9 @@
 """List the regular files under a root, deterministically and without leaving the root.
 
-Symlinks are followed only when their target resolves inside the root; every directory is
-entered at most once (by its real path), so links can never cause a loop or an escape.
+A symlink to a file is backed up (under the link's name) only when its target is inside the
+root. A symlink to a directory is never followed: inside the root its target is backed up under
+its own path anyway, and outside it is off limits. So links can cause neither an escape, nor a
+loop, nor a second copy of a subtree; and every page of a big tree agrees with the whole listing.
 """
 
 from __future__ import annotations
@@ -84,13 +86,16 @@ def _children(
     children = []
     for entry in entries:
         rel = prefix + entry.name
-        if entry.is_symlink() and _inside_target(Path(entry.path), root) is None:
+        is_link = entry.is_symlink()
+        if is_link and _inside_target(Path(entry.path), root) is None:
             continue
         try:
             st = entry.stat()  # follows a symlink whose target is inside the root
         except OSError:
             continue  # vanished since scandir, or a dangling link
-        if stat.S_ISDIR(st.st_mode):
+        if stat.S_ISDIR(st.st_mode) and is_link:
+            log.info("Not following %s: a symlinked directory's target is backed up under its own path.", entry.path)
+        elif stat.S_ISDIR(st.st_mode):
             if not matches_any(excludes, rel, entry.name):
                 children.append((Path(entry.path), (*parts, entry.name), st))
         elif stat.S_ISREG(st.st_mode) and _selected(rel, entry.name, includes, excludes):

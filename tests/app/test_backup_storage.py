@@ -285,3 +285,19 @@ def test_names_that_are_not_utf8_are_backed_up(tmp_path, container, monkeypatch)
     [name] = blob_state(container)
     assert name == blob_name_for(tmp_path) + "/caf%E9.txt"
     assert container.download_blob(name).readall() == b"latin-1 name"
+
+
+def test_symlinked_directories_are_not_copied_twice_and_pages_agree(tmp_path, monkeypatch):
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
+    for name in ("a/f0", "a/f1", "a/f2", "b0", "b1", "b2"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    (tmp_path / "c_link").symlink_to(tmp_path / "a")
+    everything = list_backup_files(str(tmp_path))
+    assert [Path(f).relative_to(tmp_path).as_posix() for f in everything] == ["a/f0", "a/f1", "a/f2", "b0", "b1", "b2"]
+    pages = everything[:2]
+    after = pages[-1]
+    while page := list_backup_files({"rootDirectory": str(tmp_path), "after": after, "limit": 2}):
+        pages.extend(page)
+        after = page[-1]
+    assert pages == everything
