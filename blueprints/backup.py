@@ -4,16 +4,19 @@ The orchestrator is deterministic: it only parses its input, schedules activitie
 their results. All file-system and storage work happens in the activities, which are idempotent.
 """
 
+import contextlib
 import logging
 from collections.abc import Generator
 from typing import Any
 
 import azure.durable_functions as df
-from azure.durable_functions.models.Task import TaskBase
+from azure.durable_functions.models.Task import TaskBase, TaskState
 
+from site_backup.errors import BackupIncomplete
 from site_backup.plan import GENERATION_SIZE, Tally, groups
 from site_backup.request import parse_orchestration_input
 from site_backup.service import copy_file_to_blob, list_backup_files
+from site_backup.wire import from_wire
 
 from .names import BACKUP_ORCHESTRATOR, COPY_FILE_TO_BLOB, GET_FILE_LIST
 
@@ -47,19 +50,44 @@ def backup_site_content(context: df.DurableOrchestrationContext) -> Generator[An
     batch = files[:GENERATION_SIZE]
     context.set_custom_status(tally.status("copying"))
     # The first task_any schedules every copy of the batch; each group is one task_all.
-    pending = [context.task_all([_call(context, COPY_FILE_TO_BLOB, path) for path in group]) for group in groups(batch)]
+    paths_of = {}
+    for group in groups(batch):
+        paths_of[context.task_all([_call(context, COPY_FILE_TO_BLOB, path) for path in group])] = group
+    pending = list(paths_of)
     while pending:
         finished = yield context.task_any(pending)
         pending.remove(finished)
-        if isinstance(finished.result, Exception):
-            raise finished.result  # a copy failed on every attempt
-        tally = tally.add(finished.result)
+        if isinstance(finished.result, Exception):  # a copy failed on every attempt: let the rest finish
+            yield from _settle(context, finished.children)
+        tally = tally.add(*_outcomes(paths_of[finished], finished.children))
         context.set_custom_status(tally.status("copying"))
     if len(files) > GENERATION_SIZE:
         context.continue_as_new(request.continued(batch[-1], tally))
         return None
+    if tally.files_failed:
+        context.set_custom_status(tally.status("failed"))
+        raise BackupIncomplete(tally.failure_report())
     context.set_custom_status(tally.status("completed"))
     return tally.bytes_done
+
+
+def _settle(context: df.DurableOrchestrationContext, tasks: list[TaskBase]) -> Generator[Any, Any, None]:
+    """Wait until every task has finished, failed or not (task_all stops at the first failure)."""
+    while running := [task for task in tasks if task.state is TaskState.RUNNING]:
+        with contextlib.suppress(Exception):
+            yield context.task_all(running)
+
+
+def _outcomes(paths: list[str], copies: list[TaskBase]) -> tuple[list[int], list[str]]:
+    """The sizes of the copies that succeeded and a one-line reason for each that failed."""
+    sizes, failures = [], []
+    for path, copy in zip(paths, copies, strict=True):
+        if isinstance(copy.result, Exception):
+            reason = str(copy.result).split(" \n ")[0].removeprefix(f"Activity function '{COPY_FILE_TO_BLOB}' failed: ")
+            failures.append(f"{from_wire(path)}: {reason}")
+        else:
+            sizes.append(copy.result)
+    return sizes, failures
 
 
 @bp.function_name(GET_FILE_LIST)

@@ -19,3 +19,7 @@ class StorageNotConfigured(BackupError):
 
 class FileChangedDuringBackup(BackupError):
     """The file changed while it was read, so the bytes read are not a consistent copy."""
+
+
+class BackupIncomplete(BackupError):
+    """Some files could not be backed up; every other file was."""

@@ -46,8 +46,7 @@ class BackupRequest:
 
     def continued(self, after: str, tally: Tally) -> dict[str, Any]:
         """The input of the next generation: this request plus where to carry on."""
-        carried = {"filesTotal": tally.files_total, "filesDone": tally.files_done, "bytesDone": tally.bytes_done}
-        return {**self.to_json(), CONTINUATION_KEY: {AFTER_KEY: after, **carried}}
+        return {**self.to_json(), CONTINUATION_KEY: {AFTER_KEY: after, **tally.to_json()}}
 
     def with_root(self, root_directory: str) -> BackupRequest:
         """The same request for another (e.g. resolved) root directory."""
@@ -92,7 +91,7 @@ def parse_orchestration_input(value: object) -> tuple[BackupRequest, tuple[str, 
     rest = {k: v for k, v in value.items() if k != CONTINUATION_KEY}
     carried = value[CONTINUATION_KEY]
     try:
-        tally = Tally(int(carried["filesTotal"]), int(carried["filesDone"]), int(carried["bytesDone"]))
+        tally = Tally.from_json(carried)
         after = carried[AFTER_KEY]
     except (TypeError, KeyError, ValueError) as exc:
         raise InvalidBackupRequest(f"Malformed {CONTINUATION_KEY!r}: {carried!r}.") from exc

@@ -39,6 +39,10 @@ SIZE_KEY, MTIME_KEY, MD5_KEY = "source_size", "source_mtime_ns", "source_md5"
 Outcome = Literal["uploaded", "unchanged", "missing"]
 
 
+class NotARegularFile(BackupError):
+    """The listed file has been replaced by a directory or a special file: as good as deleted."""
+
+
 @dataclass(frozen=True)
 class FileBackup:
     """What happened to one file; ``size`` is the number of bytes the backup now holds for it."""
@@ -66,8 +70,8 @@ def backup_file(container: ContainerClient, path: str, block_size: int = BLOCK_S
                 return FileBackup(path, blob_name, snapshot.size, "unchanged")
             size = _upload(blob, path, snapshot, block_size)
             return FileBackup(path, blob_name, size, "uploaded")
-        except FileNotFoundError:
-            log.warning("Skipping %s: it was deleted after the file list was made.", path)
+        except (FileNotFoundError, NotARegularFile):
+            log.warning("Skipping %s: it was deleted (or replaced) after the file list was made.", path)
             return FileBackup(path, blob_name, 0, "missing")
         except FileChangedDuringBackup:
             if attempt == READ_ATTEMPTS:
@@ -78,7 +82,7 @@ def backup_file(container: ContainerClient, path: str, block_size: int = BLOCK_S
 
 def _snapshot(st: os.stat_result, path: str) -> _Snapshot:
     if not stat.S_ISREG(st.st_mode):
-        raise BackupError(f"{path!r} is no longer a regular file.")
+        raise NotARegularFile(path)
     return _Snapshot(st.st_size, st.st_mtime_ns)
 
 

@@ -32,7 +32,13 @@ def test_first_episode_schedules_the_listing_with_retry():
     assert atoms(state["actions"][0]) == [
         {"actionType": 1, "functionName": LIST, "input": json.dumps(ROOT), "retryOptions": RETRY}
     ]
-    assert state["customStatus"] == {"phase": "listing", "filesTotal": 0, "filesDone": 0, "bytesDone": 0}
+    assert state["customStatus"] == {
+        "phase": "listing",
+        "filesTotal": 0,
+        "filesDone": 0,
+        "bytesDone": 0,
+        "filesFailed": 0,
+    }
 
 
 def test_patterns_are_passed_to_the_listing():
@@ -56,7 +62,13 @@ def test_listing_done_fans_out_one_copy_per_file():
         (1, COPY, f) for f in files
     ]
     assert all(a["retryOptions"] == RETRY for a in copies)
-    assert state["customStatus"] == {"phase": "copying", "filesTotal": 3, "filesDone": 0, "bytesDone": 0}
+    assert state["customStatus"] == {
+        "phase": "copying",
+        "filesTotal": 3,
+        "filesDone": 0,
+        "bytesDone": 0,
+        "filesFailed": 0,
+    }
 
 
 def test_all_copies_done_outputs_the_sum():
@@ -72,7 +84,13 @@ def test_all_copies_done_outputs_the_sum():
     assert outcome == "state"
     assert state["isDone"] is True
     assert state["output"] == 105
-    assert state["customStatus"] == {"phase": "completed", "filesTotal": 3, "filesDone": 3, "bytesDone": 105}
+    assert state["customStatus"] == {
+        "phase": "completed",
+        "filesTotal": 3,
+        "filesDone": 3,
+        "bytesDone": 105,
+        "filesFailed": 0,
+    }
 
 
 def test_empty_directory_completes_with_zero():
@@ -102,6 +120,7 @@ def test_large_tree_schedules_every_copy_at_once_and_reports_each_group():
         "filesTotal": len(files),
         "filesDone": len(second),
         "bytesDone": 3 * len(second),
+        "filesFailed": 0,
     }
     history.episode()
     for seq in range(2, len(first) + 1):
@@ -132,26 +151,46 @@ def test_a_tree_bigger_than_a_generation_continues_as_new_from_a_cursor():
         **REQUEST,
         "continuation": {
             "after": files[plan.GENERATION_SIZE - 1],
+            "failures": [],
             "filesTotal": len(files),
             "filesDone": plan.GENERATION_SIZE,
             "bytesDone": 10 * plan.GENERATION_SIZE,
+            "filesFailed": 0,
         },
     }
 
 
 def test_a_continued_generation_lists_the_next_page_and_adds_up():
-    carried = {"after": f"{ROOT}/f01999", "filesTotal": 2_003, "filesDone": 2_000, "bytesDone": 20_000}
+    carried = {
+        "after": f"{ROOT}/f01999",
+        "filesTotal": 2_003,
+        "filesDone": 2_000,
+        "bytesDone": 20_000,
+        "filesFailed": 0,
+    }
     history = History(ORCH, {**REQUEST, "continuation": carried})
     outcome, state = run(history)
     [listing] = atoms(state["actions"][0])
     assert json.loads(listing["input"]) == {**REQUEST, "after": carried["after"], "limit": plan.GENERATION_SIZE + 1}
-    assert state["customStatus"] == {"phase": "copying", "filesTotal": 2_003, "filesDone": 2_000, "bytesDone": 20_000}
+    assert state["customStatus"] == {
+        "phase": "copying",
+        "filesTotal": 2_003,
+        "filesDone": 2_000,
+        "bytesDone": 20_000,
+        "filesFailed": 0,
+    }
     rest = [f"{ROOT}/f02000", f"{ROOT}/f02001", f"{ROOT}/f02002"]
     history.task_scheduled(0, LIST, listing["input"]).episode().task_completed(0, rest)
     outcome, state = run(copy_all(history, rest, 1, 5))
     assert outcome == "state" and state["isDone"] is True
     assert state["output"] == 20_015
-    assert state["customStatus"] == {"phase": "completed", "filesTotal": 2_003, "filesDone": 2_003, "bytesDone": 20_015}
+    assert state["customStatus"] == {
+        "phase": "completed",
+        "filesTotal": 2_003,
+        "filesDone": 2_003,
+        "bytesDone": 20_015,
+        "filesFailed": 0,
+    }
 
 
 def test_copy_retried_then_succeeded():
@@ -166,20 +205,55 @@ def test_copy_retried_then_succeeded():
     assert state["isDone"] is True and state["output"] == 42
 
 
-def test_copy_failed_on_every_attempt_fails_the_orchestration():
-    history = listed([f"{ROOT}/a"]).task_scheduled(1, COPY, json.dumps(f"{ROOT}/a"))
-    seq = 1
+def exhaust_retries(history: History, seq: int, next_id: int, path: str, message: str) -> int:
+    """Append the host's full retry sequence (reference §8) for the copy scheduled as ``seq``.
+
+    Each failure takes the next free id for its retry timer, and each re-attempt the one after;
+    returns the next free id.
+    """
     for attempt in range(3):
-        history.episode().task_failed(seq, COPY, "PermissionError: [Errno 13] Permission denied")
-        history.timer_created(seq + 1, history.now())
-        history.episode().timer_fired(seq + 1, history.now())
+        history.episode().task_failed(seq, COPY, message)
+        timer, next_id = next_id, next_id + 1
+        history.timer_created(timer, history.now())
+        history.episode().timer_fired(timer, history.now())
         if attempt < 2:
-            history.task_scheduled(seq + 2, COPY, json.dumps(f"{ROOT}/a"))
-        seq += 2
+            seq, next_id = next_id, next_id + 1
+            history.task_scheduled(seq, COPY, json.dumps(path))
+    return next_id
+
+
+def test_copy_failed_on_every_attempt_fails_the_orchestration_naming_the_file():
+    history = listed([f"{ROOT}/a"]).task_scheduled(1, COPY, json.dumps(f"{ROOT}/a"))
+    exhaust_retries(history, 1, 2, f"{ROOT}/a", "PermissionError: [Errno 13] Permission denied")
     outcome, state = run(history)
     assert outcome == "failed"
     assert state["isDone"] is False
-    assert state["error"].startswith(f"Activity function '{COPY}' failed: PermissionError")
+    assert state["error"].startswith("1 of 1 file(s) could not be backed up (the other 0, 0 bytes, were)")
+    assert f"{ROOT}/a: PermissionError: [Errno 13] Permission denied" in state["error"]
+    assert state["customStatus"] == {
+        "phase": "failed",
+        "filesTotal": 1,
+        "filesDone": 1,
+        "bytesDone": 0,
+        "filesFailed": 1,
+    }
+
+
+def test_a_failed_copy_lets_the_rest_finish_before_the_backup_fails():
+    files = [f"{ROOT}/a", f"{ROOT}/b", f"{ROOT}/c"]
+    history = listed(files)
+    for seq, path in enumerate(files, start=1):
+        history.task_scheduled(seq, COPY, json.dumps(path))
+    history.episode().task_completed(1, 7)
+    exhaust_retries(history, 2, 4, files[1], "BlobNameTooLong: too long")
+    outcome, state = run(history)
+    assert outcome == "state" and state["isDone"] is False  # c is still being copied
+    assert len(atoms(state["actions"][0])) == 1 + len(files)  # nothing scheduled again
+    history.episode().task_completed(3, 5)
+    outcome, state = run(history)
+    assert outcome == "failed"
+    assert state["error"].startswith("1 of 3 file(s) could not be backed up (the other 2, 12 bytes, were)")
+    assert f"{ROOT}/b: BlobNameTooLong: too long" in state["error"]
 
 
 @pytest.mark.parametrize(
@@ -214,3 +288,24 @@ def test_number_posted_to_the_webhook_api_fails_with_a_clear_message():
     outcome, state = call_orchestrator(ORCH, context)
     assert outcome == "failed"
     assert "got a JSON number" in state["error"]
+
+
+def test_failures_are_carried_across_generations_and_reported_at_the_end():
+    carried = {
+        "after": f"{ROOT}/f01999",
+        "filesTotal": 2_001,
+        "filesDone": 2_000,
+        "bytesDone": 99,
+        "filesFailed": 1,
+        "failures": [f"{ROOT}/f00007: PermissionError: denied"],
+    }
+    history = History(ORCH, {**REQUEST, "continuation": carried})
+    _, state = run(history)
+    [listing] = atoms(state["actions"][0])
+    history.task_scheduled(0, LIST, listing["input"]).episode().task_completed(0, [f"{ROOT}/f02000"])
+    outcome, state = run(copy_all(history, [f"{ROOT}/f02000"], 1, 1))
+    assert outcome == "failed"
+    assert state["error"] == (
+        "1 of 2001 file(s) could not be backed up (the other 2000, 100 bytes, were): "
+        f"{ROOT}/f00007: PermissionError: denied"
+    )
