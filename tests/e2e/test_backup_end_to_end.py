@@ -158,7 +158,9 @@ def test_sigkill_during_a_backup_then_restart_completes_the_same_instance(backup
     assert blobs == {str(root / rel).lstrip("/"): len(data) for rel, data in files.items()}
 
 
-def test_a_file_that_cannot_be_backed_up_fails_the_backup_clearly_and_exclude_gets_past_it(host, container, tmp_path):
+def test_a_file_that_cannot_be_backed_up_is_named_the_rest_is_backed_up_and_exclude_gets_past_it(
+    host, container, tmp_path
+):
     root = write_tree(tmp_path / "site", {"ok.txt": b"fine"})
     deep = root.joinpath(*["n"] * 300)  # more path segments than a blob name may have
     deep.mkdir(parents=True)
@@ -166,8 +168,17 @@ def test_a_file_that_cannot_be_backed_up_fails_the_backup_clearly_and_exclude_ge
     failed = wait_for_completion(start(host, str(root)).headers["Location"])
     assert failed["runtimeStatus"] == "Failed"
     assert failed["output"].startswith("Orchestrator function 'E2_BackupSiteContent' failed:")
+    assert "1 of 2 file(s) could not be backed up (the other 1, 4 bytes, were)" in failed["output"]
     assert "cannot be a blob name" in failed["output"] and "exclude" in failed["output"]
     assert "Traceback" not in failed["output"]
+    assert failed["customStatus"] == {
+        "phase": "failed",
+        "filesTotal": 2,
+        "filesDone": 2,
+        "bytesDone": 4,
+        "filesFailed": 1,
+    }
+    assert [b.name for b in container.list_blobs()] == [str(root / "ok.txt").lstrip("/")]  # the rest got through
 
     done = wait_for_completion(start(host, {"rootDirectory": str(root), "exclude": ["n"]}).headers["Location"])
     assert (done["runtimeStatus"], done["output"]) == ("Completed", 4)
