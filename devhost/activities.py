@@ -1,6 +1,8 @@
 """Activity execution: sync functions in a thread pool, async ones on the loop, results committed in batches.
 
-Both kinds are bounded by maxConcurrentActivityFunctions. A result counts only once the flush loop has
+Both kinds share one bound, maxConcurrentActivityFunctions: work items wait in one queue and take a slot
+before either kind starts. A pool thread that finishes a sync activity keeps its slot for the next sync item
+in the queue, so a sync fan-out does not go through the loop per item. A result counts only once the flush loop has
 committed it (work item deleted, completion message inserted), so a crash before that runs the activity again.
 """
 
@@ -34,7 +36,10 @@ class Activities:
     def __init__(self, engine: Engine, first_id: int) -> None:
         self.engine = engine
         self.pool = ThreadPoolExecutor(engine.settings.max_concurrent_activities, thread_name_prefix="devhost-activity")
-        self.async_slots = asyncio.Semaphore(engine.settings.max_concurrent_activities)
+        self.limit = engine.settings.max_concurrent_activities
+        self.running = 0  # slots taken, by both kinds; guarded by _slot_lock
+        self.waiting: deque[tuple[FunctionInfo | None, ActivityRow]] = deque()
+        self._slot_lock = threading.Lock()
         self.ids = itertools.count(first_id)
         self.outstanding: dict[str, int] = {}
         self.completed: deque[tuple[int, MessageRow]] = deque()
@@ -63,14 +68,60 @@ class Activities:
     # ---- running --------------------------------------------------------------------------------------
 
     def submit(self, item: ActivityRow) -> None:
-        """Run an async activity on the loop, anything else (including unknown names) in the thread pool."""
+        """Queue a work item for a slot; async activities then run on the loop, anything else (including unknown
+        names) in the thread pool."""
         self.outstanding[item.instance_id] = self.outstanding.get(item.instance_id, 0) + 1
         info = self.engine.index.activities.get(item.name)
-        if info is not None and info.is_async:
-            assert self.engine.loop is not None
-            self.engine.loop.create_task(self._run_async(info, item))
-        else:
-            self.pool.submit(self._run_sync, info, item)
+        with self._slot_lock:
+            self.waiting.append((info, item))
+        self._dispatch()
+
+    @staticmethod
+    def _is_async(info: FunctionInfo | None) -> bool:
+        return info is not None and info.is_async
+
+    def _dispatch(self) -> None:
+        """On the loop: start queued work items while slots are free."""
+        assert self.engine.loop is not None
+        while not self.engine.stopping:
+            with self._slot_lock:
+                if self.running >= self.limit or not self.waiting:
+                    return
+                info, item = self.waiting.popleft()
+                self.running += 1
+            if self._is_async(info):
+                assert info is not None
+                self.engine.loop.create_task(self._run_async(info, item))
+            else:
+                try:
+                    self.pool.submit(self._sync_slot, info, item)
+                except RuntimeError:  # the pool was shut down: we are stopping
+                    return
+
+    def _sync_slot(self, info: FunctionInfo | None, item: ActivityRow) -> None:
+        """In a pool thread, holding one slot: run sync items until the queue has none at its head."""
+        while True:
+            try:
+                self._run_sync(info, item)
+            except Exception:  # never lose the slot, whatever went wrong in devhost
+                logs.error(f"activity '{item.name}' ({item.instance_id}) crashed in devhost:\n{traceback.format_exc()}")
+            with self._slot_lock:
+                if self.waiting and not self._is_async(self.waiting[0][0]) and not self.engine.stopping:
+                    info, item = self.waiting.popleft()
+                    continue
+                self.running -= 1
+                more = bool(self.waiting)
+            if more:
+                assert self.engine.loop is not None
+                with contextlib.suppress(RuntimeError):  # the loop is closed during shutdown
+                    self.engine.loop.call_soon_threadsafe(self._dispatch)
+            return
+
+    def _release(self) -> None:
+        """On the loop: give back an async activity's slot and start what waits for it."""
+        with self._slot_lock:
+            self.running -= 1
+        self._dispatch()
 
     def _run_sync(self, info: FunctionInfo | None, item: ActivityRow) -> None:
         if self.engine.stopping:
@@ -90,7 +141,7 @@ class Activities:
         self._done(item, started, result, None)
 
     async def _run_async(self, info: FunctionInfo, item: ActivityRow) -> None:
-        async with self.async_slots:
+        try:
             if self.engine.stopping:
                 return
             started = time.perf_counter()
@@ -100,6 +151,8 @@ class Activities:
                 self._done(item, started, None, exc)
                 return
             self._done(item, started, result, None)
+        finally:
+            self._release()
 
     def _done(self, item: ActivityRow, started: float, result: str | None, error: BaseException | None) -> None:
         """Called on whichever thread ran the activity: log it, queue its completion, wake the flush loop."""

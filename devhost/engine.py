@@ -104,8 +104,9 @@ class Engine:
         row = new_instance_row(instance_id, name, execution_id, input_text, now)
         event = h.execution_started(h.format_timestamp(now), name, input_text, instance_id, execution_id)
         message = self.new_message(instance_id, execution_id, event)
-        old = self.orchestrations.evict(instance_id)
         await self.db(self.store.create_instance, row, message)
+        # Only now: a rejected start (InstanceExists) must leave the live instance's runtime, and what it holds, alone.
+        old = self.orchestrations.evict(instance_id)
         if old is not None:
             self.finished_executions.add(old.row["execution_id"])
         self.deliver(message)

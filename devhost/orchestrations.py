@@ -116,18 +116,31 @@ class Orchestrations:
         await asyncio.sleep(delay)
         self.engine.stats.batching_wait_seconds += time.perf_counter() - started
 
-    async def _runtime(self, instance_id: str) -> Runtime | None:
+    async def _runtime(self, instance_id: str, in_hand: list[MessageRow]) -> Runtime | None:
         cached = self.cache.get(instance_id)
         if cached is not None:
             return cached
-        row, events = await self.engine.db(self.engine.store.load_runtime, instance_id)
+        row, events, queued = await self.engine.db(self.engine.store.load_runtime, instance_id)
         if row is None:
             return None
         runtime = Runtime(row=row, history_json=events, state=ExecutionState.from_json(row["exec_state"]))
         if events:
             runtime.last_time = h.parse_timestamp(json.loads(events[-1])["Timestamp"])
+        runtime.held = self._unaccounted(instance_id, queued, in_hand)
         self.cache[instance_id] = runtime
         return runtime
+
+    def _unaccounted(self, instance_id: str, queued: list[MessageRow], in_hand: list[MessageRow]) -> list[MessageRow]:
+        """Queued messages that nothing in memory will deliver: what a dropped runtime was holding.
+
+        A runtime rebuilt from the hub (after an eviction, a crashed episode, ...) gets them back as held, so the
+        next triage sees them again; messages in this episode, in the inbox or waiting as timers are not held.
+        """
+        now = time.time()
+        known = {m.id for m in in_hand}
+        known.update(m.id for m in self.inbox.get(instance_id, ()))
+        timers = self.engine.timers
+        return [m for m in queued if m.id not in known and m.visible_at <= now and not timers.holds(m.id)]
 
     def episode_time(self, runtime: Runtime) -> Any:
         """The wall clock, kept non-decreasing per instance so history timestamps never go back."""
@@ -140,7 +153,7 @@ class Orchestrations:
     # ---- one episode: sorting the messages ------------------------------------------------------------
 
     async def _episode(self, instance_id: str, messages: list[MessageRow]) -> None:
-        runtime = await self._runtime(instance_id)
+        runtime = await self._runtime(instance_id, messages)
         if runtime is None:
             await self.engine.db(self.engine.store.delete_messages, [m.id for m in messages])
             return
@@ -151,9 +164,10 @@ class Orchestrations:
             self.cache.pop(instance_id, None)
             await self._consume_only(runtime, [m.id for m in messages])
             return
-        terminate = next((m for m in current if m.event["EventType"] == EventType.ExecutionTerminated), None)
+        candidates = runtime.held + current
+        terminate = next((m for m in candidates if m.event["EventType"] == EventType.ExecutionTerminated), None)
         if terminate is not None:
-            await self._terminate(runtime, terminate, [m.id for m in messages])
+            await self._terminate(runtime, terminate, [m.id for m in messages + runtime.held])
             return
         triage = self._triage(runtime, current, stale)
         if not triage.deliver:
@@ -163,9 +177,22 @@ class Orchestrations:
         await OrchestratorEpisode(self, runtime, triage).run()
 
     def _triage(self, runtime: Runtime, current: list[MessageRow], stale: list[int]) -> Triage:
-        """Apply suspend/resume in arrival order: a suspended instance holds its messages until resumed."""
+        """Apply suspend/resume in arrival order: a suspended instance holds its messages until resumed.
+
+        Messages held by an earlier episode come first and are looked at again, so they are delivered as soon as
+        the instance is no longer suspended (or, before it started, once its ExecutionStarted is delivered).
+        """
         triage = Triage(deliver=[], control=[], stale=stale, suspended=bool(runtime.row["suspended"]))
-        for message in current:
+        execution_id = runtime.row["execution_id"]
+        waiting: list[MessageRow] = []
+        for message in runtime.held:
+            if message.execution_id in (None, execution_id):
+                waiting.append(message)
+            else:
+                triage.stale.append(message.id)
+        seen = {m.id for m in waiting}
+        on_hold: list[MessageRow] = []
+        for message in waiting + [m for m in current if m.id not in seen]:
             kind = message.event["EventType"]
             if kind == EventType.ExecutionSuspended:
                 if not triage.suspended:
@@ -177,24 +204,29 @@ class Orchestrations:
                 if triage.suspended:
                     triage.suspended = False
                     triage.control.append(message)
-                    triage.deliver.extend(runtime.held)
-                    runtime.held = []
+                    triage.deliver.extend(on_hold)
+                    on_hold = []
                 else:
                     triage.stale.append(message.id)
             elif triage.suspended:
-                runtime.held.append(message)
+                on_hold.append(message)
             else:
                 triage.deliver.append(message)
+        runtime.held = on_hold
         self._order_start(runtime, triage)
         return triage
 
     def _order_start(self, runtime: Runtime, triage: Triage) -> None:
-        """ExecutionStarted must come first in a new execution and never again after it."""
+        """ExecutionStarted must come first in a new execution and never again after it.
+
+        An instance that has not started yet and is suspended does not start: its ExecutionStarted is held with
+        the other messages until it is resumed, so the orchestrator is never called while it is suspended.
+        """
         if not runtime.history_json:
             starts = [m for m in triage.deliver if m.event["EventType"] == EventType.ExecutionStarted]
-            if not starts:
-                # Nothing can run before ExecutionStarted; keep the messages for later.
-                runtime.held.extend(triage.deliver)
+            if not starts or triage.suspended:
+                # Nothing can run before ExecutionStarted; keep the messages (earliest first) for later.
+                runtime.held = triage.deliver + runtime.held
                 triage.deliver = []
             else:
                 triage.deliver = starts[:1] + [m for m in triage.deliver if m is not starts[0]]

@@ -42,9 +42,17 @@ class OrchestratorEpisode:
     async def run(self) -> None:
         """Replay with the delivered events, commit the decisions in one transaction, then start the new work."""
         # Retry-id reserving events first, so the SDK numbers retries before new atoms, as plan_episode does.
-        deliver = order_episode(self.runtime.state, self.triage.deliver, lambda m: m.event)
-        delivered = [m.event for m in deliver]
-        new_events = [h.orchestrator_started(self.stamp)] + [m.event for m in self.triage.control] + delivered
+        control = [m.event for m in self.triage.control]
+        if self.runtime.history_json:
+            deliver = order_episode(self.runtime.state, self.triage.deliver, lambda m: m.event)
+            delivered = [m.event for m in deliver]
+            new_events = [h.orchestrator_started(self.stamp), *control, *delivered]
+        else:
+            # Episode 1 is [OrchestratorStarted, ExecutionStarted, ...] (§4.3); _order_start put the start first.
+            start, *rest = self.triage.deliver
+            deliver = [start, *order_episode(self.runtime.state, rest, lambda m: m.event)]
+            delivered = [m.event for m in deliver]
+            new_events = [h.orchestrator_started(self.stamp), delivered[0], *control, *delivered[1:]]
         new_texts = [json.dumps(e) for e in new_events]
         invocation = str(uuid.uuid4())
         outcome, state_json = await self._decide(new_texts, delivered)

@@ -84,8 +84,6 @@ def shape_history(events: list[dict[str, Any]], show_input: bool, show_output: b
             if source is not None:
                 row["ScheduledTime"] = source["Timestamp"]
                 row["FunctionName"] = source.get("Name")
-                if kind in _SUB_DONE:
-                    row["InstanceId"] = source.get("InstanceId")
                 row["Input"] = source.get("Input")
         elif kind == EventType.ExecutionStarted:
             row = _rename(event)

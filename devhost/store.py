@@ -310,12 +310,25 @@ class Store:
             )
         ]
 
-    def load_runtime(self, instance_id: str) -> tuple[dict[str, Any] | None, list[str]]:
+    def load_messages(self, instance_id: str) -> list[MessageRow]:
+        """The instance's queued (unconsumed) messages, in arrival order."""
+        return [
+            MessageRow(r[0], r[1], r[2], r[3], json.loads(r[4]))
+            for r in self.conn.execute(
+                "SELECT id, instance_id, execution_id, visible_at, event FROM messages"
+                " WHERE instance_id = ? ORDER BY id",
+                (instance_id,),
+            )
+        ]
+
+    def load_runtime(self, instance_id: str) -> tuple[dict[str, Any] | None, list[str], list[MessageRow]]:
+        """An instance's row, its history and its queued messages (to rebuild what a runtime was holding)."""
         started = time.perf_counter()
         row = self.get_instance(instance_id)
         events = self.load_history(instance_id) if row else []
+        messages = self.load_messages(instance_id) if row else []
         self.busy_seconds += time.perf_counter() - started
-        return row, events
+        return row, events, messages
 
     def query_instances(
         self,

@@ -17,12 +17,18 @@ class TimerQueue:
     def __init__(self, deliver: Callable[[MessageRow], None]) -> None:
         self._deliver = deliver
         self._heap: list[tuple[float, int, MessageRow]] = []
+        self._ids: set[int] = set()
         self._wakeup = asyncio.Event()
 
     def schedule(self, message: MessageRow) -> None:
         """Hold a message until its visible-at time; wakes the loop in case it is the earliest."""
         heapq.heappush(self._heap, (message.visible_at, message.id, message))
+        self._ids.add(message.id)
         self._wakeup.set()
+
+    def holds(self, message_id: int) -> bool:
+        """Whether the message is still waiting here (it will be delivered when due)."""
+        return message_id in self._ids
 
     async def run(self) -> None:
         """Deliver due messages forever, sleeping until the earliest one or until a new one arrives."""
@@ -30,6 +36,7 @@ class TimerQueue:
             now = time.time()
             while self._heap and self._heap[0][0] <= now:
                 _, _, message = heapq.heappop(self._heap)
+                self._ids.discard(message.id)
                 message.visible_at = 0.0
                 self._deliver(message)
             timeout = self._heap[0][0] - now if self._heap else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import traceback
 import uuid
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
@@ -94,10 +95,19 @@ class Query:
             return None
 
 
-def _stored_time(text: str | None) -> str | None:
+class BadArgument(Exception):
+    """A request argument the extension would reject with an ArgumentException (400)."""
+
+
+def _stored_time(name: str, text: str | None) -> str | None:
+    """A createdTimeFrom/createdTimeTo value in the instance table's format; a bad date is a BadArgument."""
     if not text:
         return None
-    return h.parse_timestamp(text).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        moment = h.parse_timestamp(text)
+    except (ValueError, OverflowError):
+        raise BadArgument(f"The value '{text}' of the '{name}' parameter is not a valid date and time.") from None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class WebhookApi:
@@ -157,6 +167,14 @@ class WebhookApi:
             return await self._route(request, method, segments, query)
         except InstanceExists as exc:
             return server_error(str(exc))
+        except BadArgument as exc:
+            return argument_error(str(exc))
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            # Like the extension's catch-all: a §13.1 500 JSON body, never aiohttp's text/plain page.
+            logs.error(f"{method} {request.path} failed in devhost:\n{traceback.format_exc()}")
+            return server_error(f"{type(exc).__name__}: {exc}", "System.Exception")
 
     async def _route(self, request: web.Request, method: str, seg: list[str], query: Query) -> web.Response:
         head = seg[0].lower() if seg else ""
@@ -251,8 +269,8 @@ class WebhookApi:
         offset = int(token) if token.isdigit() else 0
         rows = await self.engine.db(
             self.engine.store.query_instances,
-            _stored_time(query.get("createdTimeFrom")),
-            _stored_time(query.get("createdTimeTo")),
+            _stored_time("createdTimeFrom", query.get("createdTimeFrom")),
+            _stored_time("createdTimeTo", query.get("createdTimeTo")),
             statuses,
             query.get("instanceIdPrefix"),
             top + 1 if top else None,
@@ -285,8 +303,8 @@ class WebhookApi:
         created_to = query.get("createdTimeTo") or h.format_timestamp(h.utcnow())
         rows = await self.engine.db(
             self.engine.store.query_instances,
-            _stored_time(created_from),
-            _stored_time(created_to),
+            _stored_time("createdTimeFrom", created_from),
+            _stored_time("createdTimeTo", created_to),
             self._statuses(query),
             None,
             None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,7 @@ STATUS_KEYS = [
     "createdTime",
     "lastUpdatedTime",
 ]
+EVENT_RAISED = 15  # §4.2
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
@@ -391,3 +394,80 @@ def test_stats_endpoint_counts_work(host):
     stats = call("GET", f"{host.base_url}/admin/devhost/stats").json()
     assert stats["episodes"] > 0 and stats["activities_run"] > 0
     assert stats["sqlite_transactions"] > 0 and stats["replay_seconds"] > 0
+
+
+# ---- review regressions ----------------------------------------------------------------------------------------
+
+
+def _queued_event_types(hub: Path, instance_id: str) -> list[int]:
+    """EventTypes of the instance's unconsumed messages in the hub, oldest first."""
+    conn = sqlite3.connect(f"file:{hub}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = conn.execute("SELECT event FROM messages WHERE instance_id = ? ORDER BY id", (instance_id,))
+        return [json.loads(r[0])["EventType"] for r in rows]
+    finally:
+        conn.close()
+
+
+def test_rejected_start_and_restart_keep_events_held_while_suspended(host, wh):
+    """A 500 for a live id (start, or restart with the same id) must not drop what the suspended instance holds."""
+    instance_id = "held-1"
+    assert start(wh, "long_wait", instance_id=instance_id).status == 202
+    wait_for_status(host.base_url, instance_id, ("Running",))
+    assert call("POST", f"{wh}/instances/{instance_id}/suspend?reason=pause").status == 202
+    wait_for_status(host.base_url, instance_id, ("Suspended",))
+    assert call("POST", f"{wh}/instances/{instance_id}/raiseEvent/Finish", "done").status == 202
+    # A second suspend is consumed (ignored) only after the event before it was looked at, i.e. is held.
+    assert call("POST", f"{wh}/instances/{instance_id}/suspend?reason=again").status == 202
+    deadline = time.monotonic() + 30
+    while _queued_event_types(host.hub, instance_id) != [EVENT_RAISED]:
+        assert time.monotonic() < deadline, _queued_event_types(host.hub, instance_id)
+        time.sleep(0.02)
+
+    reply = start(wh, "long_wait", instance_id=instance_id)
+    assert reply.status == 500 and "already exists" in reply.json()["ExceptionMessage"]
+    reply = call("POST", f"{wh}/instances/{instance_id}/restart?restartWithNewInstanceId=false")
+    assert reply.status == 500 and "already exists" in reply.json()["ExceptionMessage"]
+    assert call("GET", f"{wh}/instances/{instance_id}").json()["runtimeStatus"] == "Suspended"
+
+    assert call("POST", f"{wh}/instances/{instance_id}/resume?reason=go").status == 202
+    status = wait_for_status(host.base_url, instance_id, timeout=20)
+    assert status["runtimeStatus"] == "Completed" and status["output"] == "done"
+
+
+def test_sync_and_async_activities_share_the_concurrency_limit(host, wh):
+    """maxConcurrentActivityFunctions (4 in the patterns app) bounds sync and async activities together."""
+    instance_id = start(wh, "mixed_fan_out", {"n": 4}).json()["id"]
+    status = wait_for_status(host.base_url, instance_id)
+    assert status["runtimeStatus"] == "Completed"
+    assert 1 <= status["output"] <= 4
+
+
+def test_sub_orchestration_history_rows_have_only_the_extensions_keys(host, wh):
+    """§13.5: a merged sub-orchestration completion gains ScheduledTime, FunctionName and Input, nothing else."""
+    parent = start(wh, "parent_orch").json()["id"]
+    wait_for_status(host.base_url, parent)
+    events = call("GET", f"{wh}/instances/{parent}?showHistory=true&showHistoryOutput=true").json()["historyEvents"]
+    done = [e for e in events if e["EventType"] == "SubOrchestrationInstanceCompleted"]
+    assert len(done) == 2
+    for row in done:
+        assert list(row) == ["EventType", "Timestamp", "Result", "ScheduledTime", "FunctionName", "Input"]
+    assert [row["FunctionName"] for row in done] == ["chaining", "fan_out"]
+    plain = call("GET", f"{wh}/instances/{parent}?showHistory=true&showInput=false").json()["historyEvents"]
+    done = [e for e in plain if e["EventType"] == "SubOrchestrationInstanceCompleted"]
+    assert all(list(row) == ["EventType", "Timestamp", "ScheduledTime", "FunctionName"] for row in done)
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+@pytest.mark.parametrize(
+    "query", ["createdTimeFrom=yesterday", "createdTimeFrom=2000-01-01T00:00:00Z&createdTimeTo=2024-13-45"]
+)
+def test_malformed_created_time_is_400_argument_exception(wh, method, query):
+    reply = call(method, f"{wh}/instances/?{query}")
+    assert reply.status == 400
+    assert reply.headers["Content-Type"].startswith("application/json")
+    body = reply.json()
+    assert list(body) == ["Message", "ExceptionMessage", "ExceptionType", "StackTrace"]
+    assert body["Message"] == "One or more of the arguments submitted is incorrect"
+    assert body["ExceptionType"] == "System.ArgumentException"
+    assert "createdTime" in body["ExceptionMessage"]

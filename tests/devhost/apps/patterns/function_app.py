@@ -1,7 +1,9 @@
 """A small app with one orchestration per Durable Functions pattern, used to test devhost end to end."""
 
+import asyncio
 import json
 import os
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -257,3 +259,45 @@ def unknown_sub_orch(context: df.DurableOrchestrationContext):
 @app.orchestration_trigger(context_name="context")
 def entity_orch(context: df.DurableOrchestrationContext):
     return (yield context.call_entity(df.EntityId("counter", "k1"), "get"))
+
+
+# ---- shared activity limit (maxConcurrentActivityFunctions is 4 in host.json) -------------------------
+
+_CONCURRENCY_LOCK = threading.Lock()
+_CONCURRENCY = {"now": 0, "max": 0}
+
+
+def _activity_entered() -> None:
+    with _CONCURRENCY_LOCK:
+        _CONCURRENCY["now"] += 1
+        _CONCURRENCY["max"] = max(_CONCURRENCY["max"], _CONCURRENCY["now"])
+
+
+def _activity_left() -> int:
+    with _CONCURRENCY_LOCK:
+        _CONCURRENCY["now"] -= 1
+        return _CONCURRENCY["max"]
+
+
+@app.activity_trigger(input_name="x")
+def counted_sync(x: int) -> int:
+    """Counts how many counted_* activities run at once; returns the highest count seen so far."""
+    _activity_entered()
+    time.sleep(0.3)
+    return _activity_left()
+
+
+@app.activity_trigger(input_name="x")
+async def counted_async(x: int) -> int:
+    _activity_entered()
+    await asyncio.sleep(0.3)
+    return _activity_left()
+
+
+@app.orchestration_trigger(context_name="context")
+def mixed_fan_out(context: df.DurableOrchestrationContext):
+    """As many sync as async activities at once; returns the most that ever ran together."""
+    n = context.get_input()["n"]
+    tasks = [context.call_activity("counted_sync", i) for i in range(n)]
+    tasks += [context.call_activity("counted_async", i) for i in range(n)]
+    return max((yield context.task_all(tasks)))
