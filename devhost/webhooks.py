@@ -95,18 +95,18 @@ class Query:
             return None
 
 
-class BadArgument(Exception):
-    """A request argument the extension would reject with an ArgumentException (400)."""
+def _stored_time(text: str | None) -> str | None:
+    """A createdTimeFrom/createdTimeTo value in the instance table's format, or None.
 
-
-def _stored_time(name: str, text: str | None) -> str | None:
-    """A createdTimeFrom/createdTimeTo value in the instance table's format; a bad date is a BadArgument."""
+    Like the extension's TryGetDateTimeQueryParameterValue, a value that is not a date is
+    treated as absent rather than as an error.
+    """
     if not text:
         return None
     try:
         moment = h.parse_timestamp(text)
     except (ValueError, OverflowError):
-        raise BadArgument(f"The value '{text}' of the '{name}' parameter is not a valid date and time.") from None
+        return None
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -167,8 +167,6 @@ class WebhookApi:
             return await self._route(request, method, segments, query)
         except InstanceExists as exc:
             return server_error(str(exc))
-        except BadArgument as exc:
-            return argument_error(str(exc))
         except web.HTTPException:
             raise
         except Exception as exc:
@@ -269,8 +267,8 @@ class WebhookApi:
         offset = int(token) if token.isdigit() else 0
         rows = await self.engine.db(
             self.engine.store.query_instances,
-            _stored_time("createdTimeFrom", query.get("createdTimeFrom")),
-            _stored_time("createdTimeTo", query.get("createdTimeTo")),
+            _stored_time(query.get("createdTimeFrom")),
+            _stored_time(query.get("createdTimeTo")),
             statuses,
             query.get("instanceIdPrefix"),
             top + 1 if top else None,
@@ -297,14 +295,14 @@ class WebhookApi:
         return json_response({"instancesDeleted": deleted})
 
     async def purge_by(self, query: Query) -> web.Response:
-        created_from = query.get("createdTimeFrom")
-        if not created_from:
+        created_from = _stored_time(query.get("createdTimeFrom"))
+        if created_from is None:  # missing or not a date: the extension answers the same for both
             return json_response("Please provide value for 'createdTimeFrom' parameter.", 400)
-        created_to = query.get("createdTimeTo") or h.format_timestamp(h.utcnow())
+        created_to = _stored_time(query.get("createdTimeTo")) or _stored_time(h.format_timestamp(h.utcnow()))
         rows = await self.engine.db(
             self.engine.store.query_instances,
-            _stored_time("createdTimeFrom", created_from),
-            _stored_time("createdTimeTo", created_to),
+            created_from,
+            created_to,
             self._statuses(query),
             None,
             None,
