@@ -25,8 +25,9 @@ lint: setup
 	$(PY) -m ruff format --check .
 
 bench: setup
-	$(PY) bench/devhost_fanout.py
 	$(PY) bench/upload_throughput.py
+	$(PY) bench/backup_end_to_end.py
+	$(PY) bench/devhost_fanout.py
 
 setup: $(STAMP_VENV) $(STAMP_NODE)
 
