@@ -4,7 +4,6 @@ The orchestrator is deterministic: it only parses its input, schedules activitie
 their results. All file-system and storage work happens in the activities, which are idempotent.
 """
 
-import contextlib
 import logging
 from collections.abc import Generator
 from typing import Any
@@ -54,12 +53,19 @@ def backup_site_content(context: df.DurableOrchestrationContext) -> Generator[An
     for group in groups(batch):
         paths_of[context.task_all([_call(context, COPY_FILE_TO_BLOB, path) for path in group])] = group
     pending = list(paths_of)
-    while pending:
-        finished = yield context.task_any(pending)
-        pending.remove(finished)
-        if isinstance(finished.result, Exception):  # a copy failed on every attempt: let the rest finish
-            yield from _settle(context, finished.children)
-        tally = tally.add(*_outcomes(paths_of[finished], finished.children))
+    # Copies still running in a group that already failed: waited for one by one. Every yield
+    # covers all outstanding work, so each task is always attached to the task_any being waited on.
+    orphans: dict[TaskBase, str] = {}
+    while pending or orphans:
+        finished = yield context.task_any([*pending, *orphans])
+        if finished in orphans:
+            tally = tally.add(*_outcomes([orphans.pop(finished)], [finished]))
+        else:
+            pending.remove(finished)
+            copies = list(zip(paths_of[finished], finished.children, strict=True))
+            orphans.update((copy, path) for path, copy in copies if copy.state is TaskState.RUNNING)
+            ended = [(path, copy) for path, copy in copies if copy.state is not TaskState.RUNNING]
+            tally = tally.add(*_outcomes([path for path, _ in ended], [copy for _, copy in ended]))
         context.set_custom_status(tally.status("copying"))
     if len(files) > GENERATION_SIZE:
         context.continue_as_new(request.continued(batch[-1], tally))
@@ -71,20 +77,13 @@ def backup_site_content(context: df.DurableOrchestrationContext) -> Generator[An
     return tally.bytes_done
 
 
-def _settle(context: df.DurableOrchestrationContext, tasks: list[TaskBase]) -> Generator[Any, Any, None]:
-    """Wait until every task has finished, failed or not (task_all stops at the first failure)."""
-    while running := [task for task in tasks if task.state is TaskState.RUNNING]:
-        with contextlib.suppress(Exception):
-            yield context.task_all(running)
-
-
 def _outcomes(paths: list[str], copies: list[TaskBase]) -> tuple[list[int], list[str]]:
     """The sizes of the copies that succeeded and a one-line reason for each that failed."""
     sizes, failures = [], []
     for path, copy in zip(paths, copies, strict=True):
         if isinstance(copy.result, Exception):
             reason = str(copy.result).split(" \n ")[0].removeprefix(f"Activity function '{COPY_FILE_TO_BLOB}' failed: ")
-            failures.append(f"{from_wire(path)}: {reason}")
+            failures.append(f"{_printable(from_wire(path))}: {reason}")
         else:
             sizes.append(copy.result)
     return sizes, failures
@@ -106,6 +105,11 @@ def get_file_list(rootDirectory: object) -> list[str]:
 def copy_file_to_blob_activity(filePath: str) -> int:
     """Back up one file; returns its size in bytes (0 when it vanished after listing)."""
     return copy_file_to_blob(filePath)
+
+
+def _printable(path: str) -> str:
+    """A path safe in any text: bytes that are not UTF-8 shown as \\xNN escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _call(context: df.DurableOrchestrationContext, name: str, activity_input: object) -> TaskBase:
