@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import InvalidBackupRequest
 from .globs import Glob, compile_glob, matches_any
+from .naming import blob_segment
 from .roots import is_within
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,20 @@ def _children(
                 children.append((Path(entry.path), (*parts, entry.name), st))
         elif stat.S_ISREG(st.st_mode) and _selected(rel, entry.name, includes, excludes):
             children.append((Path(entry.path), (*parts, entry.name), st))
+    _refuse_shared_blob_names(directory, [child_parts[-1] for _, child_parts, _ in children])
     return children
+
+
+def _refuse_shared_blob_names(directory: Path, names: list[str]) -> None:
+    """Two names that would be stored under one blob name (``a\\b`` and ``a%5Cb``) lose data: refuse."""
+    stored: dict[str, str] = {}
+    for name in names:
+        other = stored.setdefault(blob_segment(name), name)
+        if other != name:
+            raise InvalidBackupRequest(
+                f"In {str(directory)!r}, {other!r} and {name!r} would be stored under the same blob name "
+                f"{blob_segment(name)!r}; rename one of them or leave one out with an 'exclude' pattern."
+            )
 
 
 def _inside_target(link: Path, root: Path) -> Path | None:

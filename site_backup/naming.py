@@ -30,7 +30,7 @@ def blob_name_for(path: str | PurePath) -> str:
     parts = pure.parts[1:]  # drop the anchor: "/" or "C:\\"
     if not parts:
         raise ValueError(f"{text!r} names a root, not a file.")
-    name = "/".join(_segment(part) for part in parts)
+    name = "/".join(blob_segment(part) for part in parts)
     if len(name) > MAX_NAME_LENGTH or len(parts) > MAX_SEGMENTS:
         raise BlobNameTooLong(
             f"{text!r} cannot be a blob name: Blob Storage allows {MAX_NAME_LENGTH} characters and "
@@ -44,8 +44,12 @@ def _looks_like_windows(text: str) -> bool:
     return drive or text.startswith("\\\\")
 
 
-def _segment(part: str) -> str:
-    """One path segment as it can be stored: backslashes and undecodable bytes percent-encoded."""
+def blob_segment(part: str) -> str:
+    """One path segment as it can be stored: backslashes and undecodable bytes percent-encoded.
+
+    ``%`` itself is kept, so ordinary names stay as they are; the listing refuses the rare
+    directory where an encoded name equals a sibling's literal name.
+    """
     if "\\" not in part and part.isascii():
         return part
     out = []

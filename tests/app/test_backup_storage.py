@@ -301,3 +301,12 @@ def test_symlinked_directories_are_not_copied_twice_and_pages_agree(tmp_path, mo
         pages.extend(page)
         after = page[-1]
     assert pages == everything
+
+
+def test_names_that_would_share_a_blob_are_refused_not_merged(tmp_path, monkeypatch):
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
+    (tmp_path / "a\\b").write_text("backslash")
+    (tmp_path / "a%5Cb").write_text("literal percent")
+    with pytest.raises(InvalidBackupRequest, match=r"same blob name 'a%5Cb'.*exclude"):
+        list_backup_files(str(tmp_path))
+    assert len(list_backup_files({"rootDirectory": str(tmp_path), "exclude": ["a%5Cb"]})) == 1
