@@ -2,7 +2,8 @@
 
 ``**`` matches any number of directories, ``*`` and ``?`` stay within one path segment, and
 ``[abc]``/``[!abc]`` are character sets. A pattern without ``/`` matches a name at any depth;
-one with ``/`` matches the path relative to the root.
+one with a ``/`` inside or at the start matches the path relative to the root (``/build`` is
+only the top-level ``build``). A trailing ``/`` matches directories only (``cache/``).
 """
 
 import re
@@ -19,23 +20,29 @@ class Glob:
     pattern: str
     regex: re.Pattern[str]
     name_only: bool
+    directories_only: bool
 
-    def matches(self, relative_path: str, name: str) -> bool:
+    def matches(self, relative_path: str, name: str, is_directory: bool = False) -> bool:
+        if self.directories_only and not is_directory:
+            return False
         return self.regex.fullmatch(name if self.name_only else relative_path) is not None
 
 
 @lru_cache(maxsize=256)
 def compile_glob(pattern: str) -> Glob:
     """Compile one pattern, or raise InvalidBackupRequest saying what is wrong with it."""
-    glob = pattern.strip().strip("/")
+    text = pattern.strip()
+    directories_only = text.endswith("/")
+    glob = text.strip("/")
+    name_only = "/" not in text.rstrip("/")
     try:
-        return Glob(pattern, re.compile(_translate(glob)), name_only="/" not in glob)
+        return Glob(pattern, re.compile(_translate(glob)), name_only, directories_only)
     except re.error as exc:
         raise InvalidBackupRequest(f"The glob pattern {pattern!r} is not valid: {exc}.") from exc
 
 
-def matches_any(globs: list[Glob], relative_path: str, name: str) -> bool:
-    return any(g.matches(relative_path, name) for g in globs)
+def matches_any(globs: list[Glob], relative_path: str, name: str, is_directory: bool = False) -> bool:
+    return any(g.matches(relative_path, name, is_directory) for g in globs)
 
 
 def _translate(glob: str) -> str:
@@ -80,4 +87,4 @@ def _character_set(body: str) -> str:
     escaped = body.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
     if not escaped:
         raise re.error("empty character set")
-    return f"[{'^' if negate else ''}{escaped}]"
+    return f"[^{escaped}/]" if negate else f"[{escaped}]"  # a negated set never matches the separator

@@ -97,7 +97,7 @@ def _children(
         if stat.S_ISDIR(st.st_mode) and is_link:
             log.info("Not following %s: a symlinked directory's target is backed up under its own path.", entry.path)
         elif stat.S_ISDIR(st.st_mode):
-            if not matches_any(excludes, rel, entry.name):
+            if not matches_any(excludes, rel, entry.name, is_directory=True):
                 children.append((Path(entry.path), (*parts, entry.name), st))
         elif stat.S_ISREG(st.st_mode) and _selected(rel, entry.name, includes, excludes):
             children.append((Path(entry.path), (*parts, entry.name), st))

@@ -128,6 +128,11 @@ def _patterns(value: object, key: str) -> tuple[str, ...]:
         raise InvalidBackupRequest(f'{key!r} must be a list of non-empty glob patterns, e.g. ["*.log"].')
     for pattern in value:
         compile_glob(pattern)  # a bad pattern is a 400 now, not a failed backup later
+        if key == "include" and pattern.strip().endswith("/"):
+            raise InvalidBackupRequest(
+                f"Include patterns match files; to include everything under a directory use "
+                f"{pattern.strip().rstrip('/') + '/**'!r} instead of {pattern!r}."
+            )
     return tuple(p.strip() for p in value)
 
 
