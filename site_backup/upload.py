@@ -122,7 +122,7 @@ def _upload(blob: BlobClient, path: str, snapshot: _Snapshot, block_size: int) -
                 metadata=_metadata(snapshot, md5),
             )
             return len(data)
-        block_ids, md5, read = _stage_blocks(blob, source, _block_size_for(snapshot.size, block_size))
+        block_ids, md5, read = _stage_blocks(blob, source, _block_size_for(snapshot.size, block_size), snapshot.size)
         _ensure_unchanged(source, path, snapshot, read)
         blob.commit_block_list(
             [BlobBlock(block_id=b) for b in block_ids],
@@ -132,15 +132,19 @@ def _upload(blob: BlobClient, path: str, snapshot: _Snapshot, block_size: int) -
         return read
 
 
-def _stage_blocks(blob: BlobClient, source: BinaryIO, block_size: int) -> tuple[list[str], bytes, int]:
-    """Read the file once, in order, staging up to UPLOAD_CONCURRENCY blocks at a time."""
+def _stage_blocks(blob: BlobClient, source: BinaryIO, block_size: int, size: int) -> tuple[list[str], bytes, int]:
+    """Read the file once, in order, staging up to UPLOAD_CONCURRENCY blocks at a time.
+
+    Reading stops one byte past the expected ``size``: a file that grew is then known to have
+    changed, and nothing more of it is sent.
+    """
     digest = hashlib.md5(usedforsecurity=False)
     attempt = uuid.uuid4().hex  # block ids unique to this attempt: a concurrent re-run cannot mix in
     block_ids: list[str] = []
     read = 0
     in_flight: set[Future[object]] = set()
     with ThreadPoolExecutor(max_workers=UPLOAD_CONCURRENCY, thread_name_prefix="stage-block") as pool:
-        while chunk := source.read(block_size):
+        while read <= size and (chunk := source.read(min(block_size, size + 1 - read))):
             digest.update(chunk)
             read += len(chunk)
             block_id = base64.b64encode(f"{attempt}-{len(block_ids):06d}".encode()).decode()
