@@ -11,7 +11,7 @@ from typing import Any
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase, TaskState
 
-from site_backup.errors import BackupIncomplete
+from site_backup.errors import BackupIncomplete, ListingFailed
 from site_backup.plan import GENERATION_SIZE, Tally, groups
 from site_backup.request import parse_orchestration_input
 from site_backup.service import copy_file_to_blob, list_backup_files
@@ -40,12 +40,12 @@ def backup_site_content(context: df.DurableOrchestrationContext) -> Generator[An
     request, resume = parse_orchestration_input(_input(context))
     if resume is None:
         context.set_custom_status(Tally().status("listing"))
-        files: list[str] = yield _call(context, GET_FILE_LIST, request.listing_input())
+        files: list[str] = yield from _listing(context, request.listing_input())
         tally = Tally(files_total=len(files))
     else:
         after, tally = resume
         context.set_custom_status(tally.status("copying"))
-        files = yield _call(context, GET_FILE_LIST, request.listing_input(after, GENERATION_SIZE + 1))
+        files = yield from _listing(context, request.listing_input(after, GENERATION_SIZE + 1))
     batch = files[:GENERATION_SIZE]
     context.set_custom_status(tally.status("copying"))
     # The first task_any schedules every copy of the batch; each group is one task_all.
@@ -77,13 +77,25 @@ def backup_site_content(context: df.DurableOrchestrationContext) -> Generator[An
     return tally.bytes_done
 
 
+def _listing(context: df.DurableOrchestrationContext, listing_input: object) -> Generator[Any, Any, list[str]]:
+    """Call E2_GetFileList; if it fails for good, fail with its own message and nothing more."""
+    try:
+        return (yield _call(context, GET_FILE_LIST, listing_input))
+    except Exception as exc:
+        raise ListingFailed(_reason(exc, GET_FILE_LIST)) from None
+
+
+def _reason(exc: Exception, activity: str) -> str:
+    """An activity's error without the host's prefix and serialized .NET exception details."""
+    return str(exc).split(" \n ")[0].removeprefix(f"Activity function '{activity}' failed: ")
+
+
 def _outcomes(paths: list[str], copies: list[TaskBase]) -> tuple[list[int], list[str]]:
     """The sizes of the copies that succeeded and a one-line reason for each that failed."""
     sizes, failures = [], []
     for path, copy in zip(paths, copies, strict=True):
         if isinstance(copy.result, Exception):
-            reason = str(copy.result).split(" \n ")[0].removeprefix(f"Activity function '{COPY_FILE_TO_BLOB}' failed: ")
-            failures.append(f"{_printable(from_wire(path))}: {reason}")
+            failures.append(f"{_printable(from_wire(path))}: {_reason(copy.result, COPY_FILE_TO_BLOB)}")
         else:
             sizes.append(copy.result)
     return sizes, failures

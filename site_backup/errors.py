@@ -23,3 +23,7 @@ class FileChangedDuringBackup(BackupError):
 
 class BackupIncomplete(BackupError):
     """Some files could not be backed up; every other file was."""
+
+
+class ListingFailed(BackupError):
+    """The file list could not be made (after the host's retries); nothing was copied."""

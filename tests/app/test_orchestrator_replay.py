@@ -309,3 +309,27 @@ def test_failures_are_carried_across_generations_and_reported_at_the_end():
         "1 of 2001 file(s) could not be backed up (the other 2000, 100 bytes, were): "
         f"{ROOT}/f00007: PermissionError: denied"
     )
+
+
+def test_a_listing_that_fails_for_good_fails_with_its_own_message_only():
+    history = History(ORCH, REQUEST).task_scheduled(0, LIST, json.dumps(ROOT))
+    seq = 0
+    for attempt in range(3):
+        history.episode()
+        history.events.append(
+            {
+                **history.events[-1],
+                "EventType": 6,
+                "TaskScheduledId": seq,
+                "Reason": f"Activity function '{LIST}' failed: InvalidBackupRequest: Cannot list directory",
+                "Details": '{"$type": "System.Exception, System.Private.CoreLib", "Message": "x"}',
+            }
+        )
+        history.timer_created(seq + 1, history.now())
+        history.episode().timer_fired(seq + 1, history.now())
+        if attempt < 2:
+            history.task_scheduled(seq + 2, LIST, json.dumps(ROOT))
+        seq += 2
+    outcome, state = run(history)
+    assert outcome == "failed"
+    assert state["error"] == "InvalidBackupRequest: Cannot list directory"
