@@ -314,17 +314,8 @@ def test_failures_are_carried_across_generations_and_reported_at_the_end():
 def test_a_listing_that_fails_for_good_fails_with_its_own_message_only():
     history = History(ORCH, REQUEST).task_scheduled(0, LIST, json.dumps(ROOT))
     seq = 0
-    for attempt in range(3):
-        history.episode()
-        history.events.append(
-            {
-                **history.events[-1],
-                "EventType": 6,
-                "TaskScheduledId": seq,
-                "Reason": f"Activity function '{LIST}' failed: InvalidBackupRequest: Cannot list directory",
-                "Details": '{"$type": "System.Exception, System.Private.CoreLib", "Message": "x"}',
-            }
-        )
+    for attempt in range(3):  # the host's retries (reference §8): failure, timer, re-attempt
+        history.episode().task_failed(seq, LIST, "InvalidBackupRequest: Cannot list directory")
         history.timer_created(seq + 1, history.now())
         history.episode().timer_fired(seq + 1, history.now())
         if attempt < 2:
