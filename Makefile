@@ -1,5 +1,6 @@
 # The two commands: `make backup DIR=<path>` runs a backup; `make test` runs the tests.
-# Both create .venv and node_modules on first use.
+# Both create .venv and node_modules on first use. ARGS passes options to the backup client,
+# e.g. make backup DIR=/srv/site ARGS="--exclude '*.tmp' --exclude cache/".
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ STAMP_NODE := node_modules/.installed
 
 backup: setup
 	@test -n "$(DIR)" || { echo "usage: make backup DIR=<directory to back up>"; exit 2; }
-	$(PY) -m backup_cli backup "$(DIR)"
+	$(PY) -m backup_cli backup "$(DIR)" $(ARGS)
 
 test: setup
 	$(PY) -m ruff check .
