@@ -6,7 +6,9 @@ host (HTTP 4xx), 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +17,32 @@ import requests
 from rich.console import Console
 from rich.filesize import decimal
 
-from .autostart import local_host
-from .client import HostError, HostUnreachable, Status, backup_body, new_session, poll_status, start_backup
+from .autostart import NotAFunctionsHost, local_host
+from .client import (
+    HostError,
+    HostUnreachable,
+    StartedBackup,
+    Status,
+    backup_body,
+    is_loopback,
+    new_session,
+    poll_status,
+    start_backup,
+    terminate_backup,
+)
 from .output import say
 from .processes import ServiceError
 from .progress import progress_view
-from .project import HUB_FILE
 
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED, EXIT_INTERRUPTED = 0, 1, 2, 130
+TERMINATE_REASON = "Stopped from the command line"
+# How long Ctrl-C waits for the host to record the termination before stopping a host the CLI started.
+TERMINATE_WAIT_SECONDS = 10.0
+RESUMES_LATER = "It may continue the next time a host starts on this task hub."
+STOPPED_MESSAGE = (
+    "Backup stopped. Files copied so far stay backed up; run the same command again to continue "
+    "(unchanged files are skipped)."
+)
 
 
 @dataclass(frozen=True)
@@ -40,19 +60,34 @@ class BackupOptions:
 def run_backup(options: BackupOptions, out: Console, err: Console) -> int:
     """Run one backup end to end and return the process exit code."""
     directory = os.path.abspath(os.path.expanduser(options.directory))
+    if is_loopback(options.url):
+        problem = local_directory_problem(directory)
+        if problem:
+            say(err, f"Error: {problem}", "red")
+            return EXIT_REJECTED
     body = backup_body(directory, options.include, options.exclude)
     try:
         with (
             local_host(options.url, out, options.start_services, Path(directory)) as started,
             new_session(options.url) as session,
         ):
-            status_url = start_backup(session, options.url, body)
+            backup = start_backup(session, options.url, body)
             say(out, f"Backing up {directory}")
             try:
-                final = follow(session, status_url, out, options.show_progress)
+                final = follow(session, backup.status_url, out, options.show_progress)
             except KeyboardInterrupt:
-                say(err, interrupted_message(status_url, started), "yellow")
+                if started:
+                    say(err, stop_backup(session, backup), "yellow")
+                else:
+                    say(
+                        err,
+                        f"Stopped following the backup; it keeps running in the host. Status: {backup.status_url}",
+                        "yellow",
+                    )
                 return EXIT_INTERRUPTED
+    except NotAFunctionsHost as exc:
+        say(err, f"Error: {exc}", "red")
+        return EXIT_FAILED
     except HostError as exc:
         say(err, f"Error: {exc.message} (HTTP {exc.status_code})", "red")
         return EXIT_REJECTED if 400 <= exc.status_code < 500 else EXIT_FAILED
@@ -64,6 +99,51 @@ def run_backup(options: BackupOptions, out: Console, err: Console) -> int:
         say(err, f"Error: could not start the local services. {exc}", "red")
         return EXIT_FAILED
     return report(final, out, err)
+
+
+def local_directory_problem(directory: str) -> str | None:
+    """Why directory cannot be backed up, judged on this machine; None when it looks usable.
+
+    Only for a loopback host, which sees the same file system: it saves waiting for services to start
+    just to hear that a path is wrong. The host still checks everything itself.
+    """
+    if not os.path.exists(directory):
+        return f"The directory '{directory}' does not exist."
+    if not os.path.isdir(directory):
+        return f"'{directory}' is not a directory; give the directory that holds the files."
+    return None
+
+
+def stop_backup(session: requests.Session, backup: StartedBackup) -> str:
+    """Terminate the backup on a host this CLI is about to stop, and say what that means.
+
+    Without this, the host's task hub would keep the backup half-done and resume it, unseen, every
+    time a host starts on the same hub. Files already copied stay in storage either way.
+    """
+    if backup.terminate_url is None:
+        return "Could not stop the backup: the host sent no terminate URL. " + RESUMES_LATER
+    try:
+        terminate_backup(session, backup.terminate_url, TERMINATE_REASON)
+        wait_until_ended(session, backup.status_url)
+    except HostError as exc:
+        if exc.status_code == 410:  # Gone: the orchestration had already ended.
+            return "The backup had already ended; run the same command again to see how (unchanged files are skipped)."
+        return f"Could not stop the backup: {exc.message} (HTTP {exc.status_code}). " + RESUMES_LATER
+    except HostUnreachable as exc:
+        return f"Could not stop the backup: {exc} " + RESUMES_LATER
+    return STOPPED_MESSAGE
+
+
+def wait_until_ended(session: requests.Session, status_url: str) -> None:
+    """Give the host a moment to act on the accepted termination before it is stopped.
+
+    Best effort: the request is already stored in the task hub, so a status error changes nothing.
+    """
+    deadline = time.monotonic() + TERMINATE_WAIT_SECONDS
+    with contextlib.suppress(HostError, HostUnreachable):
+        for status in poll_status(session, status_url):
+            if status.finished or time.monotonic() > deadline:
+                return
 
 
 def follow(session: requests.Session, status_url: str, out: Console, show_progress: bool) -> Status:
@@ -99,13 +179,3 @@ def describe_files(final: Status) -> str:
     """' in N files' when the host reported a file count."""
     total = final.custom_status.get("filesTotal")
     return f" in {total} files" if isinstance(total, int) else ""
-
-
-def interrupted_message(status_url: str, started: bool) -> str:
-    """What Ctrl-C did: the CLI stops watching; the backup itself goes on (or pauses with a host we started)."""
-    if started:
-        return (
-            "Stopped following the backup. The host this command started is being stopped, so the backup "
-            f"pauses; its state is kept in {HUB_FILE} and it continues when the host runs again (`make start`)."
-        )
-    return f"Stopped following the backup; it keeps running in the host. Status: {status_url}"

@@ -10,13 +10,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
 STARTER_PATH = "/orchestrators/E2_BackupSiteContent"
 HOST_STATUS_PATH = "/admin/host/status"
 REQUEST_TIMEOUT = 30.0
+# Short, because a listener that is not an HTTP server may never answer at all.
+HOST_CHECK_TIMEOUT = 5.0
 # The host asks for 5-10 s between polls; a shorter wait keeps the progress bar live.
 MAX_POLL_SECONDS = 1.0
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
@@ -34,6 +36,14 @@ class HostError(Exception):
 
 class HostUnreachable(Exception):
     """No HTTP answer at all (refused, reset, timed out)."""
+
+
+@dataclass(frozen=True)
+class StartedBackup:
+    """What the starter answered: where to follow the backup and, if sent, how to terminate it."""
+
+    status_url: str
+    terminate_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,15 +77,23 @@ def backup_body(directory: str, include: Sequence[str] = (), exclude: Sequence[s
     return {"rootDirectory": directory, "include": list(include), "exclude": list(exclude)}
 
 
-def start_backup(session: requests.Session, base_url: str, body: str | dict[str, Any]) -> str:
-    """POST the backup request; return the absolute status URL the host answered with."""
+def start_backup(session: requests.Session, base_url: str, body: str | dict[str, Any]) -> StartedBackup:
+    """POST the backup request; return the absolute status URL and the check-status payload's terminate URL."""
     response = _send(session, "POST", base_url.rstrip("/") + STARTER_PATH, json=body)
-    location = response.headers.get("Location")
-    if not location:
-        location = _json(response).get("statusQueryGetUri")
-    if not location:
+    payload = _json(response)
+    location = response.headers.get("Location") or payload.get("statusQueryGetUri")
+    if not location or not isinstance(location, str):
         raise HostError(response.status_code, "The host accepted the backup but sent no status URL.")
-    return urljoin(response.url, location)
+    terminate = payload.get("terminatePostUri")
+    return StartedBackup(
+        status_url=urljoin(response.url, location),
+        terminate_url=urljoin(response.url, terminate) if isinstance(terminate, str) and terminate else None,
+    )
+
+
+def terminate_backup(session: requests.Session, terminate_url: str, reason: str) -> None:
+    """POST the durable terminate URL, with reason filled into its ``{text}`` placeholder (URL-encoded)."""
+    _send(session, "POST", terminate_url.replace("{text}", quote(reason, safe="")))
 
 
 def poll_status(
@@ -108,6 +126,20 @@ def host_ready(base_url: str) -> bool:
     except requests.RequestException:
         return False
     return response.status_code == 200
+
+
+def is_functions_host(base_url: str) -> bool:
+    """Whether base_url answers /admin/host/status with a 2xx JSON object, as a Functions host does.
+
+    Tells the host apart from another program on the same port before a backup is posted to it.
+    """
+    try:
+        with new_session(base_url) as session:
+            response = session.get(base_url.rstrip("/") + HOST_STATUS_PATH, timeout=HOST_CHECK_TIMEOUT)
+            body = response.json()
+    except (requests.RequestException, ValueError):
+        return False
+    return 200 <= response.status_code < 300 and isinstance(body, dict)
 
 
 def new_session(base_url: str) -> requests.Session:

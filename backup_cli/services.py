@@ -5,10 +5,11 @@ Each starter returns a ready Child or raises ServiceError; the caller owns stopp
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from .processes import Child, ServiceError, port_open, spawn, wait_until_ready
 from .project import AZURITE_BIN, HUB_FILE
 
 LOOPBACK = "127.0.0.1"
+ALLOWED_ROOTS_SETTING = "BACKUP_ALLOWED_ROOTS"
 AZURITE_TIMEOUT = 30.0
 DEVHOST_TIMEOUT = 60.0
 # func start may first download the extension bundle.
@@ -77,7 +79,8 @@ def start_devhost(
     """Start the pure-Python host for the app on port and wait until its status endpoint says ready.
 
     ``allow`` adds a directory to the app's allowed roots for this host only: a host started for one
-    backup on the loopback interface may back up the directory the user asked for.
+    backup on the loopback interface may back up the directory the user asked for, and everything
+    the app would allow anyway stays allowed.
     """
     hub.parent.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -92,14 +95,38 @@ def start_devhost(
         str(hub),
     ]
     env = dict(os.environ)
-    if allow is not None and not env.get(ALLOWED_ROOTS_SETTING):
-        env[ALLOWED_ROOTS_SETTING] = str(allow)
+    if allow is not None:
+        env[ALLOWED_ROOTS_SETTING] = os.pathsep.join([*default_allowed_roots(app_dir, os.environ), str(allow)])
     child = spawn("devhost", argv, cwd=app_dir, log_path=log_path, env=env)
     _ready_or_stopped(child, lambda: host_ready(f"http://{LOOPBACK}:{port}"), DEVHOST_TIMEOUT)
     return child
 
 
-ALLOWED_ROOTS_SETTING = "BACKUP_ALLOWED_ROOTS"
+def default_allowed_roots(app_dir: Path, env: Mapping[str, str]) -> list[str]:
+    """The roots the app would allow without the CLI, so adding a directory never takes one away.
+
+    Mirrors the host: the environment wins over local.settings.json (devhost only fills settings
+    that are not set), and a blank setting means the home directory, unless that is the file-system root.
+    """
+    if ALLOWED_ROOTS_SETTING in env:
+        configured = env[ALLOWED_ROOTS_SETTING]
+    else:
+        configured = _local_setting(app_dir / "local.settings.json", ALLOWED_ROOTS_SETTING)
+    roots = [root.strip() for root in configured.split(os.pathsep) if root.strip()]
+    if roots:
+        return roots
+    home = os.path.realpath(os.path.expanduser("~"))
+    return [] if home == Path(home).anchor else [home]
+
+
+def _local_setting(path: Path, name: str) -> str:
+    """One of the file's Values, or '' when the file, the value or valid JSON is missing."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8")).get("Values")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    value = values.get(name) if isinstance(values, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def func_path() -> str | None:

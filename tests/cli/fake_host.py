@@ -13,9 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 INSTANCE_ID = "abc123"
 STATUS_PATH = f"/runtime/webhooks/durabletask/instances/{INSTANCE_ID}"
+TERMINATE_PATH = f"{STATUS_PATH}/terminate"
+QUERY = "taskHub=SiteBackupHub&connection=Storage"
 
 
 def running(phase: str, total: int | None, done: int, size: int) -> dict[str, Any]:
@@ -46,12 +49,19 @@ def ended(runtime_status: str, output: Any, total: int = 3) -> dict[str, Any]:
 
 @dataclass
 class Scenario:
-    """How the fake host answers: a start error, or the status bodies to hand out one poll at a time."""
+    """How the fake host answers: a start error, or the status bodies to hand out one poll at a time.
+
+    ``not_a_host`` makes it answer every request with an HTML page, like some other web server.
+    ``events`` records terminations in order, for tests that interleave them with other steps.
+    """
 
     statuses: list[dict[str, Any]] = field(default_factory=list)
     start_error: tuple[int, str] | None = None
+    not_a_host: bool = False
     posted: list[Any] = field(default_factory=list)
     polls: int = 0
+    terminate_queries: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
 
 
 def handler_for(scenario: Scenario) -> type[BaseHTTPRequestHandler]:
@@ -60,7 +70,14 @@ def handler_for(scenario: Scenario) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"null")
+            raw = self.rfile.read(length)
+            if scenario.not_a_host:
+                self._html()
+                return
+            if urlsplit(self.path).path == TERMINATE_PATH:
+                self._terminate()
+                return
+            body = json.loads(raw or b"null")
             if self.path != "/orchestrators/E2_BackupSiteContent":
                 self._json(404, {"error": f"No orchestrator at {self.path}"})
                 return
@@ -69,13 +86,29 @@ def handler_for(scenario: Scenario) -> type[BaseHTTPRequestHandler]:
                 status, message = scenario.start_error
                 self._json(status, {"error": message})
                 return
-            location = f"http://{self.headers['Host']}{STATUS_PATH}?taskHub=SiteBackupHub&connection=Storage"
-            self._json(
-                202, {"id": INSTANCE_ID, "statusQueryGetUri": location}, {"Location": location, "Retry-After": "10"}
-            )
+            base = f"http://{self.headers['Host']}"
+            location = f"{base}{STATUS_PATH}?{QUERY}"
+            payload = {
+                "id": INSTANCE_ID,
+                "statusQueryGetUri": location,
+                "terminatePostUri": f"{base}{TERMINATE_PATH}?reason={{text}}&{QUERY}",
+            }
+            self._json(202, payload, {"Location": location, "Retry-After": "10"})
+
+        def _terminate(self) -> None:
+            """Record the raw query (to check the reason's encoding) and end the backup as Terminated."""
+            query = urlsplit(self.path).query
+            scenario.terminate_queries.append(query)
+            scenario.events.append("terminate")
+            scenario.statuses[:] = [ended("Terminated", parse_qs(query)["reason"][0])]
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def do_GET(self) -> None:
-            if self.path == "/admin/host/status":
+            if scenario.not_a_host:
+                self._html()
+            elif self.path == "/admin/host/status":
                 self._json(200, {"state": "Running"})
             elif self.path.split("?")[0] == STATUS_PATH and scenario.statuses:
                 scenario.polls += 1
@@ -94,6 +127,14 @@ def handler_for(scenario: Scenario) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _html(self) -> None:
+            data = b"<!doctype html><html><body><h1>Welcome to some other server</h1></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 

@@ -9,10 +9,16 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import parse_qs
 
 import pytest
+from rich.console import Console
 
-from backup_cli import client
+from backup_cli import backup, client
 from backup_cli.__main__ import main
 from backup_cli.processes import free_port
 from backup_cli.project import PROJECT_ROOT
@@ -93,10 +99,10 @@ def test_no_progress_prints_only_the_result(tmp_path, capsys):
 
 
 def test_rejected_request_prints_the_error_and_exits_2(tmp_path, capsys):
-    message = "Directory '/nope' does not exist [root must be allowed]."
+    message = f"'{tmp_path}' is outside the allowed roots [root must be allowed]."
     scenario = Scenario(start_error=(400, message))
     with fake_host(scenario) as url:
-        code = main(["backup", "/nope", "--url", url])
+        code = main(["backup", str(tmp_path), "--url", url])
     captured = capsys.readouterr()
     assert code == 2
     assert f"Error: {message} (HTTP 400)" in captured.err
@@ -176,3 +182,120 @@ def test_interrupt_stops_following_and_says_the_backup_goes_on(tmp_path):
             process.wait()
     assert process.returncode == 130
     assert "Stopped following the backup; it keeps running in the host." in err
+    assert scenario.terminate_queries == []
+
+
+class InterruptingView:
+    """A progress view that acts like Ctrl-C on the first status, so the interrupt lands mid-backup."""
+
+    def __enter__(self) -> InterruptingView:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def show(self, status: client.Status) -> None:
+        raise KeyboardInterrupt
+
+
+def test_interrupt_terminates_a_backup_on_a_host_the_cli_started_before_stopping_it(tmp_path, monkeypatch, capsys):
+    """Otherwise the paused backup would come back, unseen, on every later devhost start."""
+    scenario = Scenario(statuses=[running("copying", 10, 1, 100)])
+
+    @contextmanager
+    def host_started_here(url: str, console: Console, allowed: bool = True, directory: Path | None = None):
+        try:
+            yield True
+        finally:
+            scenario.events.append("host stopped")
+
+    monkeypatch.setattr(backup, "local_host", host_started_here)
+    monkeypatch.setattr(backup, "progress_view", lambda console, enabled=True: InterruptingView())
+    with fake_host(scenario) as url:
+        code = main(["backup", str(tmp_path), "--url", url])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert scenario.events == ["terminate", "host stopped"]
+    [query] = scenario.terminate_queries
+    assert "reason=Stopped%20from%20the%20command%20line&" in query
+    assert parse_qs(query)["taskHub"] == ["SiteBackupHub"]
+    assert (
+        "Backup stopped. Files copied so far stay backed up; run the same command again to continue "
+        "(unchanged files are skipped)." in err
+    )
+    assert "pauses" not in err
+
+
+def test_interrupt_on_a_host_already_running_only_stops_following(tmp_path, monkeypatch, capsys):
+    scenario = Scenario(statuses=[running("copying", 10, 1, 100)])
+    monkeypatch.setattr(backup, "progress_view", lambda console, enabled=True: InterruptingView())
+    with fake_host(scenario) as url:
+        code = main(["backup", str(tmp_path), "--url", url])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert scenario.terminate_queries == []
+    assert "it keeps running in the host. Status: " in err
+
+
+def test_a_host_already_running_is_named(tmp_path, capsys):
+    with fake_host(completing()) as url:
+        assert main(["backup", str(tmp_path), "--url", url, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"Using the host already running at {url}\n" in out
+    assert "Starting" not in out
+
+
+@pytest.mark.parametrize("no_start", [[], ["--no-start"]])
+def test_a_port_held_by_something_else_fails_fast(tmp_path, capsys, no_start):
+    scenario = Scenario(not_a_host=True)
+    with fake_host(scenario) as url:
+        code = main(["backup", str(tmp_path), "--url", url, *no_start])
+    err = capsys.readouterr().err
+    address = url.removeprefix("http://")
+    assert code == 1
+    assert f"Something that is not the Functions host is listening on {address}; stop it or pass --url." in err
+    assert "<html>" not in err
+    assert scenario.posted == []
+
+
+@pytest.fixture
+def no_services(monkeypatch) -> Iterator[None]:
+    """Fail the test if the command gets as far as starting (or looking for) a host."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("local_host must not be reached")
+
+    monkeypatch.setattr(backup, "local_host", refuse)
+    yield
+
+
+def test_a_missing_directory_is_reported_before_any_service_starts(tmp_path, capsys, no_services):
+    missing = tmp_path / "missing"
+    code = main(["backup", str(missing), "--url", f"http://127.0.0.1:{free_port()}"])
+    assert code == 2
+    assert f"The directory '{missing}' does not exist." in capsys.readouterr().err
+
+
+def test_a_file_is_reported_as_not_a_directory_before_any_service_starts(tmp_path, capsys, no_services):
+    file = tmp_path / "notes.txt"
+    file.write_text("x")
+    code = main(["backup", str(file), "--url", f"http://localhost:{free_port()}"])
+    assert code == 2
+    assert f"'{file}' is not a directory; give the directory that holds the files." in capsys.readouterr().err
+
+
+def test_a_remote_host_checks_the_directory_itself(tmp_path, monkeypatch, capsys):
+    """A remote host has its own file system, so a path missing here is still sent."""
+    sent = []
+
+    def remote_rejects(session, url, body):
+        sent.append(body)
+        raise client.HostError(400, "remote says no")
+
+    monkeypatch.setattr(backup, "start_backup", remote_rejects)
+    code = main(["backup", "/srv/site", "--url", "https://backup.example.invalid"])
+    assert code == 2
+    assert sent == ["/srv/site"]
+    assert "remote says no" in capsys.readouterr().err

@@ -7,10 +7,14 @@ these tests cover the launcher alone; devhost itself has its own tests.
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
+
+import pytest
 
 from backup_cli.processes import free_port, port_open
-from backup_cli.services import start_devhost
+from backup_cli.services import default_allowed_roots, start_devhost
 
 from .test_processes import processes_mentioning
 
@@ -64,21 +68,74 @@ def test_devhost_is_started_ready_and_stopped(tmp_path):
     assert processes_mentioning(str(app_dir)) == []
 
 
-def test_a_host_started_for_a_backup_may_back_up_the_requested_directory(tmp_path, monkeypatch):
+def stub_app(tmp_path: Path) -> Path:
+    """An app directory whose ``devhost`` is the stub above."""
     app_dir = tmp_path / "app"
     (app_dir / "devhost").mkdir(parents=True)
     (app_dir / "devhost" / "__init__.py").write_text("")
     (app_dir / "devhost" / "__main__.py").write_text(STUB)
-    monkeypatch.delenv("BACKUP_ALLOWED_ROOTS", raising=False)
-    child = start_devhost(
-        app_dir, free_port(), tmp_path / "devhost.log", tmp_path / "hub.sqlite", allow=tmp_path / "data"
-    )
+    return app_dir
+
+
+def launched_roots(app_dir: Path, tmp_path: Path, allow: Path) -> list[str]:
+    """Start and stop the stub with ``allow``; the allowed roots it saw, split on os.pathsep."""
+    child = start_devhost(app_dir, free_port(), tmp_path / "devhost.log", tmp_path / "hub.sqlite", allow=allow)
     child.stop()
-    assert json.loads((app_dir / "launched.json").read_text())["allowed"] == str(tmp_path / "data")
+    return json.loads((app_dir / "launched.json").read_text())["allowed"].split(os.pathsep)
+
+
+def test_a_host_started_for_a_backup_adds_the_directory_to_the_usual_roots(tmp_path, monkeypatch):
+    """The directory is added; the home directory, local.settings.json or the environment still count."""
+    app_dir = stub_app(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    data = tmp_path / "data"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("BACKUP_ALLOWED_ROOTS", raising=False)
+    assert launched_roots(app_dir, tmp_path, data) == [os.path.realpath(home), str(data)]
+
+    settings = {"Values": {"BACKUP_ALLOWED_ROOTS": os.pathsep.join(["/srv/a", "/srv/b"])}}
+    (app_dir / "local.settings.json").write_text(json.dumps(settings))
+    assert launched_roots(app_dir, tmp_path, data) == ["/srv/a", "/srv/b", str(data)]
 
     monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", "/srv/explicit")
-    child = start_devhost(
-        app_dir, free_port(), tmp_path / "devhost.log", tmp_path / "hub.sqlite", allow=tmp_path / "data"
-    )
+    assert launched_roots(app_dir, tmp_path, data) == ["/srv/explicit", str(data)]
+
+
+def test_without_a_directory_the_allowed_roots_are_left_alone(tmp_path, monkeypatch):
+    """`make start` passes no directory, so the host reads its settings as usual."""
+    app_dir = stub_app(tmp_path)
+    monkeypatch.delenv("BACKUP_ALLOWED_ROOTS", raising=False)
+    child = start_devhost(app_dir, free_port(), tmp_path / "devhost.log", tmp_path / "hub.sqlite")
     child.stop()
-    assert json.loads((app_dir / "launched.json").read_text())["allowed"] == "/srv/explicit"
+    assert json.loads((app_dir / "launched.json").read_text())["allowed"] is None
+
+
+@pytest.mark.parametrize(
+    ("env", "settings", "expected"),
+    [
+        ({}, None, ["HOME"]),
+        ({}, '{"Values": {"BACKUP_ALLOWED_ROOTS": ""}}', ["HOME"]),
+        ({}, '{"Values": {"BACKUP_ALLOWED_ROOTS": "  "}}', ["HOME"]),
+        ({}, '{"Values": {}}', ["HOME"]),
+        ({}, "not json", ["HOME"]),
+        ({}, '{"Values": {"BACKUP_ALLOWED_ROOTS": " /srv/a "}}', ["/srv/a"]),
+        ({"BACKUP_ALLOWED_ROOTS": "/srv/env"}, '{"Values": {"BACKUP_ALLOWED_ROOTS": "/srv/a"}}', ["/srv/env"]),
+        # devhost never overrides a setting the environment has, even a blank one; blank means home.
+        ({"BACKUP_ALLOWED_ROOTS": ""}, '{"Values": {"BACKUP_ALLOWED_ROOTS": "/srv/a"}}', ["HOME"]),
+    ],
+)
+def test_default_allowed_roots_match_what_the_app_would_use(tmp_path, monkeypatch, env, settings, expected):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    if settings is not None:
+        (tmp_path / "local.settings.json").write_text(settings)
+    roots = default_allowed_roots(tmp_path, env)
+    assert roots == [os.path.realpath(home) if root == "HOME" else root for root in expected]
+
+
+def test_a_home_at_the_file_system_root_is_not_a_default_root(tmp_path, monkeypatch):
+    """As in the app: / is only allowed when set explicitly."""
+    monkeypatch.setenv("HOME", "/")
+    assert default_allowed_roots(tmp_path, {}) == []

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
-from backup_cli.autostart import host_missing, local_host, url_port
+from backup_cli.autostart import NotAFunctionsHost, address, host_missing, local_host, url_port
 from backup_cli.client import Status
 from backup_cli.progress import BarView, LineView, progress_view
 
@@ -32,12 +33,29 @@ def test_plain_lines_off_a_terminal():
     assert isinstance(progress_view(console), LineView)
 
 
-def test_running_local_host_is_used_as_it_is():
+def test_running_local_host_is_used_as_it_is_and_named():
+    buffer = io.StringIO()
     with fake_host(Scenario()) as url:
         assert not host_missing(url)
-        with local_host(url, Console(file=io.StringIO())) as started:
+        with local_host(url, Console(file=buffer)) as started:
             assert started is False
     assert host_missing(url)
+    assert buffer.getvalue() == f"Using the host already running at {url}\n"
+
+
+def test_something_else_on_the_port_is_refused_before_use():
+    with (
+        fake_host(Scenario(not_a_host=True)) as url,
+        pytest.raises(NotAFunctionsHost, match="stop it or pass --url"),
+        local_host(url, Console(file=io.StringIO())),
+    ):
+        raise AssertionError("must not be used")
+
+
+def test_addresses_in_messages():
+    assert address("http://127.0.0.1:7071/") == "127.0.0.1:7071"
+    assert address("http://[::1]:7071") == "[::1]:7071"
+    assert address("http://localhost") == "localhost:80"
 
 
 def test_remote_urls_are_never_started_locally():
