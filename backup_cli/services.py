@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from site_backup.roots import default_roots
+
 from .client import host_ready
 from .processes import Child, ServiceError, port_open, spawn, wait_until_ready
 from .project import AZURITE_BIN, HUB_FILE
@@ -106,17 +108,14 @@ def default_allowed_roots(app_dir: Path, env: Mapping[str, str]) -> list[str]:
     """The roots the app would allow without the CLI, so adding a directory never takes one away.
 
     Mirrors the host: the environment wins over local.settings.json (devhost only fills settings
-    that are not set), and a blank setting means the home directory, unless that is the file-system root.
+    that are not set), and a blank setting means the app's defaults.
     """
     if ALLOWED_ROOTS_SETTING in env:
         configured = env[ALLOWED_ROOTS_SETTING]
     else:
         configured = _local_setting(app_dir / "local.settings.json", ALLOWED_ROOTS_SETTING)
     roots = [root.strip() for root in configured.split(os.pathsep) if root.strip()]
-    if roots:
-        return roots
-    home = os.path.realpath(os.path.expanduser("~"))
-    return [] if home == Path(home).anchor else [home]
+    return roots or [str(root) for root in default_roots()]
 
 
 def _local_setting(path: Path, name: str) -> str:

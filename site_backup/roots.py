@@ -1,14 +1,15 @@
 """Which directories may be backed up, and the checks a directory must pass.
 
 The allowed roots come from the ``BACKUP_ALLOWED_ROOTS`` app setting (paths separated by
-``os.pathsep``). Without it, the default is the home directory: on App Service that is
-``/home`` (``D:\\home`` on Windows), which holds ``site/wwwroot`` and ``LogFiles``. A root that
-resolves to the file-system root is only honoured when set explicitly.
+``os.pathsep``). Without it, the default is the home directory (on App Service ``/home``, or
+``D:\\home`` on Windows, which holds ``site/wwwroot`` and ``LogFiles``) and the system temp
+directory. A root that resolves to the file-system root is only honoured when set explicitly.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,8 +24,18 @@ def allowed_roots(env: Mapping[str, str] | None = None) -> list[Path]:
     configured = env.get(ALLOWED_ROOTS_SETTING, "").strip()
     if configured:
         return [Path(os.path.realpath(p.strip())) for p in configured.split(os.pathsep) if p.strip()]
-    home = Path(os.path.realpath(os.path.expanduser("~")))
-    return [] if home == Path(home.anchor) else [home]
+    return default_roots()
+
+
+def default_roots() -> list[Path]:
+    """The home directory and the system temp directory, never the file-system root."""
+    candidates = [os.path.expanduser("~"), tempfile.gettempdir()]
+    roots = []
+    for candidate in candidates:
+        root = Path(os.path.realpath(candidate))
+        if root != Path(root.anchor) and root not in roots:
+            roots.append(root)
+    return roots
 
 
 def resolve_backup_directory(path: str, roots: list[Path]) -> Path:

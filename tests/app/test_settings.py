@@ -1,6 +1,7 @@
 """App settings: storage connection precedence and the allowed-roots default."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,12 @@ def test_allowed_roots_setting_is_resolved_and_split(tmp_path):
     assert allowed_roots(env) == [tmp_path / "a", tmp_path / "c"]
 
 
-def test_default_is_the_home_directory_and_never_the_file_system_root(monkeypatch, tmp_path):
+def test_default_is_the_home_and_temp_directories_and_never_the_file_system_root(monkeypatch, tmp_path):
+    temp = Path(os.path.realpath(tempfile.gettempdir()))
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert allowed_roots({}) == [Path(os.path.realpath(tmp_path))]
+    assert allowed_roots({}) == [Path(os.path.realpath(tmp_path)), temp]
     monkeypatch.setenv("HOME", "/")
+    assert allowed_roots({}) == [temp]
+    monkeypatch.setenv("TMPDIR", "/")
+    monkeypatch.setattr(tempfile, "tempdir", None)  # recompute gettempdir() from TMPDIR
     assert allowed_roots({}) == []

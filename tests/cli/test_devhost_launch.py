@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -85,14 +86,18 @@ def launched_roots(app_dir: Path, tmp_path: Path, allow: Path) -> list[str]:
 
 
 def test_a_host_started_for_a_backup_adds_the_directory_to_the_usual_roots(tmp_path, monkeypatch):
-    """The directory is added; the home directory, local.settings.json or the environment still count."""
+    """The directory is added; the app's defaults, local.settings.json or the environment still count."""
     app_dir = stub_app(tmp_path)
     home = tmp_path / "home"
     home.mkdir()
     data = tmp_path / "data"
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("BACKUP_ALLOWED_ROOTS", raising=False)
-    assert launched_roots(app_dir, tmp_path, data) == [os.path.realpath(home), str(data)]
+    assert launched_roots(app_dir, tmp_path, data) == [
+        os.path.realpath(home),
+        os.path.realpath(tempfile.gettempdir()),
+        str(data),
+    ]
 
     settings = {"Values": {"BACKUP_ALLOWED_ROOTS": os.pathsep.join(["/srv/a", "/srv/b"])}}
     (app_dir / "local.settings.json").write_text(json.dumps(settings))
@@ -121,7 +126,7 @@ def test_without_a_directory_the_allowed_roots_are_left_alone(tmp_path, monkeypa
         ({}, "not json", ["HOME"]),
         ({}, '{"Values": {"BACKUP_ALLOWED_ROOTS": " /srv/a "}}', ["/srv/a"]),
         ({"BACKUP_ALLOWED_ROOTS": "/srv/env"}, '{"Values": {"BACKUP_ALLOWED_ROOTS": "/srv/a"}}', ["/srv/env"]),
-        # devhost never overrides a setting the environment has, even a blank one; blank means home.
+        # devhost never overrides a setting the environment has, even a blank one; blank means the defaults.
         ({"BACKUP_ALLOWED_ROOTS": ""}, '{"Values": {"BACKUP_ALLOWED_ROOTS": "/srv/a"}}', ["HOME"]),
     ],
 )
@@ -132,10 +137,11 @@ def test_default_allowed_roots_match_what_the_app_would_use(tmp_path, monkeypatc
     if settings is not None:
         (tmp_path / "local.settings.json").write_text(settings)
     roots = default_allowed_roots(tmp_path, env)
-    assert roots == [os.path.realpath(home) if root == "HOME" else root for root in expected]
+    defaults = [os.path.realpath(home), os.path.realpath(tempfile.gettempdir())]
+    assert roots == (defaults if expected == ["HOME"] else expected)
 
 
 def test_a_home_at_the_file_system_root_is_not_a_default_root(tmp_path, monkeypatch):
     """As in the app: / is only allowed when set explicitly."""
     monkeypatch.setenv("HOME", "/")
-    assert default_allowed_roots(tmp_path, {}) == []
+    assert default_allowed_roots(tmp_path, {}) == [os.path.realpath(tempfile.gettempdir())]
