@@ -147,7 +147,12 @@ class Activities:
             started = time.perf_counter()
             try:
                 result = await run_async_activity(info, item.input)
-            except Exception as exc:
+            except BaseException as exc:
+                # A CancelledError raised by the activity itself is a failure like any other; only a real
+                # cancellation (the engine stopping, or this task being cancelled) propagates.
+                task = asyncio.current_task()
+                if self.engine.stopping or (task is not None and task.cancelling()):
+                    raise
                 self._done(item, started, None, exc)
                 return
             self._done(item, started, result, None)

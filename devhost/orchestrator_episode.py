@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import history as h
@@ -76,8 +77,6 @@ class OrchestratorEpisode:
         self.engine.stats.episodes += 1
         self.engine.stats.events_delivered += len(deliver)
         self._remember(outcome, state_json, appended, old_execution)
-        if rejected:
-            await self._fail_rejected_children(rejected, write)
         self._start_new_work(write, activities, children, rejected)
         self._finish_timing(outcome, invocation)
 
@@ -158,6 +157,7 @@ class OrchestratorEpisode:
             messages=timers,
             children=children,
             drop_outstanding=terminal,
+            reject_child=self._child_rejected(row["execution_id"]),
         )
         if terminal:
             write.messages = self.orchestrations.notify_parent(row, outcome.status, outcome.output, self.stamp)
@@ -191,7 +191,10 @@ class OrchestratorEpisode:
         """Replace the execution: empty history, new execution id, and its ExecutionStarted as the only message."""
         row = self.row
         new_exec = uuid.uuid4().hex
-        write.drop_outstanding = True
+        # Only the old execution's work goes: the messages this episode consumed (delivered events the
+        # orchestrator did not wait for are dropped, preserveUnprocessedEvents: false) and what is pinned to the
+        # old execution (activity results, timers). Unpinned messages that arrived meanwhile reach the new one.
+        write.drop_execution_id = row["execution_id"]
         write.reset_history = True
         write.append_events = []
         write.messages = []
@@ -217,21 +220,24 @@ class OrchestratorEpisode:
             self.engine.finished_executions.add(old_execution)
             runtime.history_json = []
             runtime.state = ExecutionState()
-            runtime.held = []
+            # Messages held back (not delivered to the old execution) carry over unless pinned to it.
+            runtime.held = [m for m in runtime.held if m.execution_id in (None, self.row["execution_id"])]
         elif outcome.status in ("Completed", "Failed"):
             self.orchestrations.finish(runtime)
         else:
             runtime.history_json.extend(appended)
             runtime.state = ExecutionState.from_json(state_json)
 
-    async def _fail_rejected_children(self, rejected: list[MessageRow], write: EpisodeWrite) -> None:
-        """A child id that belongs to a live instance fails that child call, durably."""
-        for child_start in rejected:
+    def _child_rejected(self, execution_id: str) -> Callable[[MessageRow], MessageRow]:
+        """A child id that belongs to a live instance fails that child call, in the episode's own transaction."""
+
+        def failure_message(child_start: MessageRow) -> MessageRow:
             seq = int(child_start.event["ParentInstance"]["TaskScheduleId"])
             text = f"An orchestration with the instance ID '{child_start.instance_id}' already exists."
             failure = h.sub_orchestration_failed(self.stamp, seq, text, h.dotnet_exception_details(text))
-            write.messages.append(self.engine.new_message(self.iid, self.row["execution_id"], failure))
-        await self.engine.db(self.engine.store.add_messages, write.messages[-len(rejected) :])
+            return self.engine.new_message(self.iid, execution_id, failure)
+
+        return failure_message
 
     def _start_new_work(
         self, write: EpisodeWrite, activities: list[ActivityRow], children: ChildStarts, rejected: list[MessageRow]

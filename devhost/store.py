@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,8 @@ class EpisodeWrite:
     messages: list[MessageRow] = field(default_factory=list)
     children: list[tuple[dict[str, Any], MessageRow]] = field(default_factory=list)
     drop_outstanding: bool = False
+    drop_execution_id: str | None = None
+    reject_child: Callable[[MessageRow], MessageRow] | None = None
     expected_execution_id: str | None = None
 
 
@@ -209,7 +211,11 @@ class Store:
         self._commit(started)
 
     def commit_episode(self, write: EpisodeWrite) -> list[MessageRow]:
-        """Apply one episode atomically. Returns failure messages for children that could not start."""
+        """Apply one episode atomically. Returns the child starts that were rejected (their id is live).
+
+        Each rejected start's failure message (`reject_child`) is queued in the same transaction and appended to
+        `write.messages` once committed.
+        """
         rejected: list[MessageRow] = []
         started = self._begin()
         try:
@@ -223,8 +229,17 @@ class Store:
             if write.drop_outstanding:
                 self.conn.execute("DELETE FROM messages WHERE instance_id = ?", (iid,))
                 self.conn.execute("DELETE FROM activities WHERE instance_id = ?", (iid,))
-            elif write.consumed_message_ids:
-                self.conn.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in write.consumed_message_ids])
+            else:
+                if write.consumed_message_ids:
+                    self.conn.executemany(
+                        "DELETE FROM messages WHERE id = ?", [(i,) for i in write.consumed_message_ids]
+                    )
+                if write.drop_execution_id is not None:
+                    # Continue-as-new: the old execution's own work goes; unpinned messages not yet delivered
+                    # (events, terminate, suspend, resume) stay queued for the new execution.
+                    old = (iid, write.drop_execution_id)
+                    self.conn.execute("DELETE FROM messages WHERE instance_id = ? AND execution_id = ?", old)
+                    self.conn.execute("DELETE FROM activities WHERE instance_id = ? AND execution_id = ?", old)
             self._upsert_instance(write.row)
             if write.append_events:
                 self.conn.executemany(
@@ -236,19 +251,24 @@ class Store:
                     "INSERT INTO activities(id, instance_id, execution_id, seq, name, input) VALUES (?, ?, ?, ?, ?, ?)",
                     [(a.id, a.instance_id, a.execution_id, a.seq, a.name, a.input) for a in write.activities],
                 )
+            failures: list[MessageRow] = []
             for child_row, child_start in write.children:
                 status = self._status_of(child_row["instance_id"])
                 if status in LIVE_STATUSES:
                     rejected.append(child_start)
+                    if write.reject_child is not None:
+                        failures.append(write.reject_child(child_start))
                     continue
                 self._forget(child_row["instance_id"])
                 self._upsert_instance(child_row)
                 self._insert_messages([child_start])
             self._insert_messages(write.messages)
+            self._insert_messages(failures)
         except BaseException:
             self._rollback(started)
             raise
         self._commit(started)
+        write.messages.extend(failures)
         return rejected
 
     def add_messages(self, rows: Sequence[MessageRow]) -> None:

@@ -326,7 +326,9 @@ class WebhookApi:
             "suspend": h.execution_suspended,
             "resume": h.execution_resumed,
         }[op](stamp, reason)
-        await self.engine.send_event(instance_id, row["execution_id"], event)
+        # Not pinned to the current execution (the extension targets only the instance id), so a message sent
+        # while a continue-as-new episode runs reaches the new execution.
+        await self.engine.send_event(instance_id, None, event)
         return empty(202)
 
     async def rewind(self, instance_id: str) -> web.Response:
@@ -359,5 +361,6 @@ class WebhookApi:
         except ValueError:
             return json_response({"Message": "Invalid JSON content"}, 400)
         event = h.event_raised(h.format_timestamp(h.utcnow()), event_name, input_text)
-        await self.engine.send_event(instance_id, row["execution_id"], event)
+        # External events never target a particular execution id (as in the extension).
+        await self.engine.send_event(instance_id, None, event)
         return empty(202)
