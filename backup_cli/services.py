@@ -45,18 +45,24 @@ def azurite_listening(ports: AzuritePorts = AzuritePorts()) -> bool:
     return port_open(LOOPBACK, ports.blob)
 
 
-def start_azurite(location: Path, log_path: Path | None, ports: AzuritePorts = AzuritePorts()) -> Child:
-    """Start the project's Azurite with data in location and wait until all three ports listen."""
+def start_azurite(
+    location: Path, log_path: Path | None, ports: AzuritePorts = AzuritePorts(), in_memory: bool = False
+) -> Child:
+    """Start the project's Azurite and wait until all three ports listen.
+
+    Data goes in ``location``, or stays in memory with ``in_memory`` (``location`` is then only
+    the working directory: Azurite refuses both options together).
+    """
     if not AZURITE_BIN.exists():
         raise ServiceError(f"Azurite is not installed at {AZURITE_BIN}; run `npm ci` (or `make setup`) first.")
     location.mkdir(parents=True, exist_ok=True)
+    storage = ["--inMemoryPersistence"] if in_memory else ["--location", str(location)]
     argv = [
         str(AZURITE_BIN),
         "--silent",
         "--skipApiVersionCheck",
         "--disableTelemetry",
-        "--location",
-        str(location),
+        *storage,
         "--blobHost",
         LOOPBACK,
         "--blobPort",

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from azure.durable_functions.models.utils import http_utils
 
-from tests.support.ports import free_port
+from backup_cli.processes import free_port
 from tests.support.worker import app_functions
 
 WEBHOOK = "http://127.0.0.1:7071/runtime/webhooks/durabletask"

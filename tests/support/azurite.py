@@ -1,18 +1,14 @@
 """Run the project's own Azurite (node_modules) on free loopback ports for a test session."""
 
-import os
-import signal
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ports import free_port, wait_for_port
+from backup_cli.processes import free_port
+from backup_cli.services import AzuritePorts, start_azurite
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-AZURITE = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
 ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key (public, documented by Microsoft).
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -39,51 +35,11 @@ class Azurite:
 
 @contextmanager
 def running_azurite() -> Iterator[Azurite]:
-    """Start Azurite in memory on free ports; always stop it."""
-    if not AZURITE.exists():
-        raise RuntimeError(f"{AZURITE} is missing: run `npm ci` (make test does it).")
-    ports = Azurite(free_port(), free_port(), free_port())
+    """Start the project's Azurite in memory on free ports; always stop it."""
+    ports = AzuritePorts(free_port(), free_port(), free_port())
     with tempfile.TemporaryDirectory(prefix="azurite-") as location:
-        command = [
-            str(AZURITE),
-            "--silent",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--inMemoryPersistence",
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(ports.blob_port),
-            "--queueHost",
-            "127.0.0.1",
-            "--queuePort",
-            str(ports.queue_port),
-            "--tableHost",
-            "127.0.0.1",
-            "--tablePort",
-            str(ports.table_port),
-        ]
-        log_path = Path(location) / "azurite.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, cwd=location, start_new_session=True
-            )
-            try:
-                wait_for_port(ports.blob_port, 60, alive=lambda: process.poll() is None)
-                yield ports
-            except Exception:
-                print(log_path.read_text(errors="replace")[-2000:])
-                raise
-            finally:
-                _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        child = start_azurite(Path(location), Path(location) / "azurite.log", ports, in_memory=True)
+        try:
+            yield Azurite(ports.blob, ports.queue, ports.table)
+        finally:
+            child.stop()

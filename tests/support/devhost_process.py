@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from .ports import free_port
+from backup_cli.processes import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
