@@ -51,14 +51,20 @@ def resolve_backup_directory(path: str, roots: list[Path]) -> Path:
         raise InvalidBackupRequest(f"The directory {path!r} cannot be used: {exc}.") from exc
 
 
-def _resolve(path: str, roots: list[Path]) -> Path:
+def resolve_within_roots(path: str, roots: list[Path]) -> Path:
+    """``path`` with ``..`` and symlinks resolved, or DirectoryNotAllowed if that leaves the roots."""
     resolved = Path(os.path.realpath(path))
     if not any(is_within(resolved, root) for root in roots):
-        shown = ", ".join(str(r) for r in roots) or "(none: the default home directory is the file-system root)"
+        shown = ", ".join(str(r) for r in roots) or "none"
         raise DirectoryNotAllowed(
             f"{path!r} is outside the allowed roots ({shown}). "
             f"Back up a directory under one of them, or add its root to the {ALLOWED_ROOTS_SETTING} app setting."
         )
+    return resolved
+
+
+def _resolve(path: str, roots: list[Path]) -> Path:
+    resolved = resolve_within_roots(path, roots)
     if not resolved.exists():
         raise InvalidBackupRequest(f"The directory {path!r} does not exist.")
     if not resolved.is_dir():

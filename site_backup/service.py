@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
-from .errors import DirectoryNotAllowed, InvalidBackupRequest
+from .errors import InvalidBackupRequest
 from .listing import list_files
 from .request import BackupRequest, parse_backup_request, parse_listing_input
-from .roots import allowed_roots, is_within, resolve_backup_directory
+from .roots import allowed_roots, resolve_backup_directory, resolve_within_roots
 from .storage import backup_container
 from .upload import backup_file
 from .wire import from_wire, to_wire
@@ -46,9 +45,7 @@ def copy_file_to_blob(wire_path: object) -> int:
     path = from_wire(wire_path) if isinstance(wire_path, str) else wire_path
     if not isinstance(path, str) or not os.path.isabs(path):
         raise InvalidBackupRequest(f"Expected an absolute file path, got {wire_path!r}.")
-    real = Path(os.path.realpath(path))
-    if not any(is_within(real, root) for root in allowed_roots()):
-        raise DirectoryNotAllowed(f"{path!r} is outside the allowed roots; it was not backed up.")
+    resolve_within_roots(path, allowed_roots())
     result = backup_file(backup_container(), path)
     log.info("%s '%s' -> '%s' (%d bytes).", result.outcome.capitalize(), path, result.blob_name, result.size)
     return result.size
