@@ -59,13 +59,14 @@ def backup_site_content(context: df.DurableOrchestrationContext) -> Generator[An
     while pending or orphans:
         finished = yield context.task_any([*pending, *orphans])
         if finished in orphans:
-            tally = tally.add(*_outcomes([orphans.pop(finished)], [finished]))
+            tally = tally.add(*_outcomes([(orphans.pop(finished), finished)]))
         else:
             pending.remove(finished)
             copies = list(zip(paths_of[finished], finished.children, strict=True))
             orphans.update((copy, path) for path, copy in copies if copy.state is TaskState.RUNNING)
-            ended = [(path, copy) for path, copy in copies if copy.state is not TaskState.RUNNING]
-            tally = tally.add(*_outcomes([path for path, _ in ended], [copy for _, copy in ended]))
+            tally = tally.add(
+                *_outcomes([(path, copy) for path, copy in copies if copy.state is not TaskState.RUNNING])
+            )
         context.set_custom_status(tally.status("copying"))
     if len(files) > GENERATION_SIZE:
         context.continue_as_new(request.continued(batch[-1], tally))
@@ -90,10 +91,10 @@ def _reason(exc: Exception, activity: str) -> str:
     return str(exc).split(" \n ")[0].removeprefix(f"Activity function '{activity}' failed: ")
 
 
-def _outcomes(paths: list[str], copies: list[TaskBase]) -> tuple[list[int], list[str]]:
-    """The sizes of the copies that succeeded and a one-line reason for each that failed."""
+def _outcomes(ended: list[tuple[str, TaskBase]]) -> tuple[list[int], list[str]]:
+    """The sizes of the finished copies that succeeded and a one-line reason for each that failed."""
     sizes, failures = [], []
-    for path, copy in zip(paths, copies, strict=True):
+    for path, copy in ended:
         if isinstance(copy.result, Exception):
             failures.append(f"{_printable(from_wire(path))}: {_reason(copy.result, COPY_FILE_TO_BLOB)}")
         else:
