@@ -54,6 +54,12 @@ class ExecutionState:
     prefix_hash: str = ""
     retries: dict[int, RetryState] = field(default_factory=dict)
 
+    def take_seq(self) -> int:
+        """The next sequence number of this execution (one counter for every kind of decision, §5.5)."""
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
     def to_json(self) -> str:
         data = {
             "next_seq": self.next_seq,
@@ -215,8 +221,7 @@ def plan_retries(state: ExecutionState, delivered: list[dict[str, Any]], info: E
             retry = state.retries.pop(event["TaskScheduledId"], None)
             if retry is None:
                 continue
-            seq = state.next_seq
-            state.next_seq += 1
+            seq = state.take_seq()
             fire = info.now
             if retry.attempts < retry.max_attempts:
                 fire = info.now + timedelta(milliseconds=_retry_delay_ms(retry))
@@ -228,8 +233,7 @@ def plan_retries(state: ExecutionState, delivered: list[dict[str, Any]], info: E
             retry = state.retries.pop(event["TimerId"], None)
             if retry is None or retry.attempts >= retry.max_attempts:
                 continue
-            seq = state.next_seq
-            state.next_seq += 1
+            seq = state.take_seq()
             retry.attempts += 1
             state.retries[seq] = retry
             if retry.kind == "task":
@@ -316,8 +320,7 @@ def _schedule_atom(
         name = atom.get("functionName") or ""
         if name not in info.activities:
             return unknown_function_message(name, "activity", info.activities)
-        seq = state.next_seq
-        state.next_seq += 1
+        seq = state.take_seq()
         outcome.decisions.append(h.task_scheduled(info.timestamp, seq, name, atom.get("input")))
         outcome.activities.append(ActivityWork(seq, name, atom.get("input")))
         warning = _size_warning(f"Input of activity '{name}'", atom.get("input"), PAYLOAD_WARN_BYTES)
@@ -330,8 +333,7 @@ def _schedule_atom(
         name = atom.get("functionName") or ""
         if name not in info.orchestrators:
             return unknown_function_message(name, "orchestrator", info.orchestrators)
-        seq = state.next_seq
-        state.next_seq += 1
+        seq = state.take_seq()
         explicit = atom.get("instanceId")
         child = _child_id(explicit, info, seq)
         problem = child_instance_id_error(child, info)
@@ -344,15 +346,14 @@ def _schedule_atom(
             state.retries[seq] = _new_retry(atom, "sub", explicit)
         return None
     if kind == 5:
-        seq = state.next_seq
-        state.next_seq += 1
+        seq = state.take_seq()
         fire_at = atom.get("fireAt") or info.timestamp
         outcome.decisions.append(h.timer_created(info.timestamp, seq, fire_at))
         if not atom.get("isCanceled"):
             outcome.timers.append(TimerWork(seq, fire_at))
         return None
     if kind == 4:
-        state.next_seq += 1
+        state.take_seq()  # continue-as-new uses up a number too (§5.5)
         outcome.continue_input = json.dumps(atom.get("input"))
         return None
     return f"devhost does not understand orchestrator action type {kind}"
