@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidBackupRequest
-from .globs import compile_glob
+from .globs import MAX_PATTERNS, compile_glob
 from .plan import Tally
 
 ROOT_KEY = "rootDirectory"
@@ -126,6 +126,8 @@ def _patterns(value: object, key: str) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
         raise InvalidBackupRequest(f'{key!r} must be a list of non-empty glob patterns, e.g. ["*.log"].')
+    if len(value) > MAX_PATTERNS:
+        raise InvalidBackupRequest(f"{key!r} has {len(value)} patterns; a request may have at most {MAX_PATTERNS}.")
     for pattern in value:
         compile_glob(pattern)  # a bad pattern is a 400 now, not a failed backup later
         if key == "include" and pattern.strip().endswith("/"):

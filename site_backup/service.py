@@ -12,7 +12,7 @@ import os
 from .errors import InvalidBackupRequest
 from .listing import list_files
 from .request import BackupRequest, parse_backup_request, parse_listing_input
-from .roots import allowed_roots, resolve_backup_directory, resolve_within_roots
+from .roots import allowed_roots, resolve_backup_directory
 from .storage import backup_container
 from .upload import backup_file
 from .wire import from_wire, to_wire
@@ -43,9 +43,8 @@ def list_backup_files(value: object) -> list[str]:
 def copy_file_to_blob(wire_path: object) -> int:
     """Back up one file; returns the bytes the backup holds for it (0 if it vanished)."""
     path = from_wire(wire_path) if isinstance(wire_path, str) else wire_path
-    if not isinstance(path, str) or not os.path.isabs(path):
+    if not isinstance(path, str) or not os.path.isabs(path) or "\x00" in path:
         raise InvalidBackupRequest(f"Expected an absolute file path, got {wire_path!r}.")
-    resolve_within_roots(path, allowed_roots())
-    result = backup_file(backup_container(), path)
+    result = backup_file(backup_container(), path, allowed_roots())
     log.info("%s '%s' -> '%s' (%d bytes).", result.outcome.capitalize(), path, result.blob_name, result.size)
     return result.size

@@ -14,16 +14,18 @@ import logging
 import math
 import mimetypes
 import os
-import stat
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from pathlib import Path
+from typing import Literal
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
 
-from .errors import BackupError, FileChangedDuringBackup
+from .errors import FileChangedDuringBackup
+from .fsaccess import FileIdentity, OpenFile, PathGone, open_regular_file, read_up_to
 from .naming import blob_name_for
 
 log = logging.getLogger(__name__)
@@ -39,10 +41,6 @@ SIZE_KEY, MTIME_KEY, MD5_KEY = "source_size", "source_mtime_ns", "source_md5"
 Outcome = Literal["uploaded", "unchanged", "missing"]
 
 
-class NotARegularFile(BackupError):
-    """The listed file has been replaced by a directory or a special file: as good as deleted."""
-
-
 @dataclass(frozen=True)
 class FileBackup:
     """What happened to one file; ``size`` is the number of bytes the backup now holds for it."""
@@ -53,86 +51,85 @@ class FileBackup:
     outcome: Outcome
 
 
-@dataclass(frozen=True)
-class _Snapshot:
-    size: int
-    mtime_ns: int
+def backup_file(
+    container: ContainerClient, path: str, roots: Sequence[Path], block_size: int = BLOCK_SIZE
+) -> FileBackup:
+    """Back up ``path`` into ``container`` under its blob name; safe to run any number of times.
 
-
-def backup_file(container: ContainerClient, path: str, block_size: int = BLOCK_SIZE) -> FileBackup:
-    """Back up ``path`` into ``container`` under its blob name; safe to run any number of times."""
+    The file is opened below its allowed root without following symlinks (``fsaccess``), and every byte
+    and every stat comes through that one descriptor.
+    """
     blob_name = blob_name_for(path)
     blob = container.get_blob_client(blob_name)
     for attempt in range(1, READ_ATTEMPTS + 1):
         try:
-            snapshot = _snapshot(os.stat(path), path)
-            if _blob_holds(blob, path, snapshot):
-                return FileBackup(path, blob_name, snapshot.size, "unchanged")
-            size = _upload(blob, path, snapshot, block_size)
-            return FileBackup(path, blob_name, size, "uploaded")
-        except (FileNotFoundError, NotARegularFile):
+            opened = open_regular_file(path, roots)
+        except PathGone:
             log.warning("Skipping %s: it was deleted (or replaced) after the file list was made.", path)
             return FileBackup(path, blob_name, 0, "missing")
+        try:
+            if _blob_holds(blob, opened):
+                return FileBackup(path, blob_name, opened.stat.st_size, "unchanged")
+            size = _upload(blob, path, opened, block_size)
+            return FileBackup(path, blob_name, size, "uploaded")
         except FileChangedDuringBackup:
             if attempt == READ_ATTEMPTS:
                 raise
             log.info("%s changed while it was read; reading it again (attempt %d).", path, attempt + 1)
+        finally:
+            opened.close()
     raise AssertionError("unreachable")
 
 
-def _snapshot(st: os.stat_result, path: str) -> _Snapshot:
-    if not stat.S_ISREG(st.st_mode):
-        raise NotARegularFile(path)
-    return _Snapshot(st.st_size, st.st_mtime_ns)
-
-
-def _blob_holds(blob: BlobClient, path: str, snapshot: _Snapshot) -> bool:
+def _blob_holds(blob: BlobClient, opened: OpenFile) -> bool:
     """True when the blob's recorded source size, mtime and MD5 all match the file now."""
     try:
         props = blob.get_blob_properties()
     except ResourceNotFoundError:
         return False
     meta = props.metadata or {}
-    if meta.get(SIZE_KEY) != str(snapshot.size) or meta.get(MTIME_KEY) != str(snapshot.mtime_ns):
+    if meta.get(SIZE_KEY) != str(opened.stat.st_size) or meta.get(MTIME_KEY) != str(opened.stat.st_mtime_ns):
         return False
     stored_md5 = props.content_settings.content_md5
-    with open(path, "rb") as source:
-        local_md5 = _md5_of(source)
+    local_md5 = _md5_of(opened.fd)
     return meta.get(MD5_KEY) == local_md5.hex() and bytes(stored_md5 or b"") == local_md5
 
 
-def _md5_of(source: BinaryIO) -> bytes:
+def _md5_of(fd: int) -> bytes:
     digest = hashlib.md5(usedforsecurity=False)
-    while chunk := source.read(BLOCK_SIZE):
+    offset = 0
+    while chunk := os.pread(fd, BLOCK_SIZE, offset):
         digest.update(chunk)
+        offset += len(chunk)
     return digest.digest()
 
 
-def _upload(blob: BlobClient, path: str, snapshot: _Snapshot, block_size: int) -> int:
-    with open(path, "rb") as source:
-        if snapshot.size <= min(block_size, SINGLE_PUT_LIMIT):
-            data = source.read(snapshot.size + 1)  # one byte more than expected already means "changed"
-            md5 = hashlib.md5(data, usedforsecurity=False).digest()
-            _ensure_unchanged(source, path, snapshot, len(data))
-            blob.upload_blob(
-                data,
-                overwrite=True,
-                validate_content=True,
-                content_settings=_content_settings(path, md5),
-                metadata=_metadata(snapshot, md5),
-            )
-            return len(data)
-        block_ids, md5, read = _stage_blocks(blob, source, _block_size_for(snapshot.size, block_size), snapshot.size)
-        _ensure_unchanged(source, path, snapshot, read)
-        blob.commit_block_list(
-            [BlobBlock(block_id=b) for b in block_ids],
+def _upload(blob: BlobClient, path: str, opened: OpenFile, block_size: int) -> int:
+    before = opened.identity
+    os.lseek(opened.fd, 0, os.SEEK_SET)
+    if before.size <= min(block_size, SINGLE_PUT_LIMIT):
+        data = read_up_to(opened.fd, before.size + 1)  # one byte more than expected already means "changed"
+        md5 = hashlib.md5(data, usedforsecurity=False).digest()
+        _ensure_unchanged(opened, path, before, len(data))
+        blob.upload_blob(
+            data,
+            overwrite=True,
+            validate_content=True,
             content_settings=_content_settings(path, md5),
-            metadata=_metadata(snapshot, md5),
+            metadata=_metadata(before, md5),
         )
-        return read
+        return len(data)
+    block_ids, md5, read = _stage_blocks(blob, opened.fd, _block_size_for(before.size, block_size), before.size)
+    _ensure_unchanged(opened, path, before, read)
+    blob.commit_block_list(
+        [BlobBlock(block_id=b) for b in block_ids],
+        content_settings=_content_settings(path, md5),
+        metadata=_metadata(before, md5),
+    )
+    return read
 
 
-def _stage_blocks(blob: BlobClient, source: BinaryIO, block_size: int, size: int) -> tuple[list[str], bytes, int]:
+def _stage_blocks(blob: BlobClient, fd: int, block_size: int, size: int) -> tuple[list[str], bytes, int]:
     """Read the file once, in order, staging up to UPLOAD_CONCURRENCY blocks at a time.
 
     Reading stops one byte past the expected ``size``: a file that grew is then known to have
@@ -144,7 +141,7 @@ def _stage_blocks(blob: BlobClient, source: BinaryIO, block_size: int, size: int
     read = 0
     in_flight: set[Future[object]] = set()
     with ThreadPoolExecutor(max_workers=UPLOAD_CONCURRENCY, thread_name_prefix="stage-block") as pool:
-        while read <= size and (chunk := source.read(min(block_size, size + 1 - read))):
+        while read <= size and (chunk := read_up_to(fd, min(block_size, size + 1 - read))):
             digest.update(chunk)
             read += len(chunk)
             block_id = base64.b64encode(f"{attempt}-{len(block_ids):06d}".encode()).decode()
@@ -164,9 +161,10 @@ def _block_size_for(size: int, block_size: int) -> int:
     return max(block_size, math.ceil(size / MAX_BLOCKS))
 
 
-def _ensure_unchanged(source: BinaryIO, path: str, before: _Snapshot, read: int) -> None:
-    after = os.fstat(source.fileno())
-    if read != before.size or after.st_size != before.size or after.st_mtime_ns != before.mtime_ns:
+def _ensure_unchanged(opened: OpenFile, path: str, before: FileIdentity, read: int) -> None:
+    """The bytes read are a consistent copy only if the file's size, mtime and ctime did not move."""
+    after = FileIdentity.of(os.fstat(opened.fd))
+    if read != before.size or after != before:
         raise FileChangedDuringBackup(
             f"{path!r} changed while it was being backed up ({before.size} bytes expected, {read} read)."
         )
@@ -179,5 +177,5 @@ def _content_settings(path: str, md5: bytes) -> ContentSettings:
     return ContentSettings(content_type=content_type or "application/octet-stream", content_md5=bytearray(md5))
 
 
-def _metadata(snapshot: _Snapshot, md5: bytes) -> dict[str, str]:
-    return {SIZE_KEY: str(snapshot.size), MTIME_KEY: str(snapshot.mtime_ns), MD5_KEY: md5.hex()}
+def _metadata(identity: FileIdentity, md5: bytes) -> dict[str, str]:
+    return {SIZE_KEY: str(identity.size), MTIME_KEY: str(identity.mtime_ns), MD5_KEY: md5.hex()}

@@ -116,7 +116,7 @@ def test_many_blocks_with_a_small_block_size(tmp_path, container, monkeypatch):
     data = os.urandom(1_000_003)
     path = tmp_path / "blocks.bin"
     path.write_bytes(data)
-    result = backup_file(backup_container(), str(path), block_size=64 * 1024)
+    result = backup_file(backup_container(), str(path), [tmp_path], block_size=64 * 1024)
     assert (result.outcome, result.size) == ("uploaded", len(data))
     blob = container.get_blob_client(blob_name_for(path))
     assert blob.download_blob().readall() == data
