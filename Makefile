@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP_VENV := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: backup test start lint bench setup clean
+.PHONY: backup test start lint bench bench-quick bench-setup setup clean
 
 backup: setup
 	@test -n "$(DIR)" || { echo "usage: make backup DIR=<directory to back up>"; exit 2; }
@@ -25,10 +25,22 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# Benchmarks (not tests): site-backup against azcopy, rclone, the raw aio ceiling and the seed's sample,
+# each on a fresh disk-mode Azurite. `make bench-setup` installs the peers first.
 bench: setup
-	$(PY) bench/upload_throughput.py
-	$(PY) bench/backup_end_to_end.py
-	$(PY) bench/devhost_fanout.py
+	cd bench && ../$(PY) run.py
+
+bench-quick: setup
+	cd bench && ../$(PY) run.py --quick
+
+# The peers: azcopy from npm (the package ships the real binary), rclone and libsecret from Debian.
+AZCOPY_PACKAGE := @azure-tools/azcopy-linux@10.32.2
+bench-setup: setup
+	npm install --prefix bench/.tools --no-audit --no-fund --loglevel=error --no-save $(AZCOPY_PACKAGE)
+	chmod +x bench/.tools/node_modules/@azure-tools/azcopy-linux/dist/bin/azcopy_linux_amd64
+	@if ! command -v rclone >/dev/null || ! ldconfig -p | grep -q libsecret-1; then \
+	    if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends rclone libsecret-1-0; \
+	    else echo "install Debian's rclone and libsecret-1-0 (sudo apt-get install rclone libsecret-1-0)"; fi; fi
 
 setup: $(STAMP_VENV) $(STAMP_NODE)
 

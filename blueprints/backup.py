@@ -1,23 +1,32 @@
-"""The backup orchestration (fan-out/fan-in) and its two activities.
+"""The backup orchestration (fan-out/fan-in over a sliding window) and its activities.
 
-The orchestrator is deterministic: it only parses its input, schedules activities and adds up
-their results. All file-system and storage work happens in the activities, which are idempotent.
+The orchestrator is a thin, deterministic loop: ``site_backup.plan.Plan`` says which calls to make, the loop
+schedules them (a group of copies as one ``task_all``), waits for any outstanding task with ``task_any``, and
+hands each result back to the plan. All file-system and storage work happens in the activities, which are
+async (they run on the worker's event loop) and idempotent.
 """
 
+from __future__ import annotations
+
 import logging
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase, TaskState
 
-from site_backup.errors import BackupIncomplete, ListingFailed
-from site_backup.plan import GENERATION_SIZE, Tally, groups
-from site_backup.request import parse_orchestration_input
-from site_backup.service import copy_file_to_blob, list_backup_files
-from site_backup.wire import from_wire
+from site_backup import service
+from site_backup.plan import Call, Plan, PlanState, Step
 
-from .names import BACKUP_ORCHESTRATOR, COPY_FILE_TO_BLOB, GET_FILE_LIST
+from .names import (
+    BACKUP_ORCHESTRATOR,
+    COMMIT_FILE_SEGMENTS,
+    COPY_FILE_TO_BLOB,
+    COUNT_FILES,
+    FINISH_BACKUP,
+    GET_FILE_LIST,
+    STAGE_FILE_SEGMENT,
+)
 
 bp = df.Blueprint()
 
@@ -29,104 +38,67 @@ logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(l
 # up to 3 attempts, 5 s apart.
 RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=3)
 
+ACTIVITY = {
+    Step.COUNT: COUNT_FILES,
+    Step.LIST: GET_FILE_LIST,
+    Step.COPY: COPY_FILE_TO_BLOB,
+    Step.STAGE: STAGE_FILE_SEGMENT,
+    Step.COMMIT: COMMIT_FILE_SEGMENTS,
+    Step.FINISH: FINISH_BACKUP,
+}
+
 
 @bp.function_name(BACKUP_ORCHESTRATOR)
 @bp.orchestration_trigger(context_name="context")
 def backup_site_content(context: df.DurableOrchestrationContext) -> Generator[Any, Any, int | None]:
-    """List the files, copy them all in parallel, and return the total number of bytes.
+    """List the files page by page, copy them through a window of activities, return the total bytes.
 
-    A tree bigger than one generation continues as new after each GENERATION_SIZE files.
+    After a budget of calls an execution lets its work finish and continues as new with its state.
     """
-    request, resume = parse_orchestration_input(_input(context))
-    if resume is None:
-        context.set_custom_status(Tally().status("listing"))
-        files: list[str] = yield from _listing(context, request.listing_input())
-        tally = Tally(files_total=len(files))
-    else:
-        after, tally = resume
-        context.set_custom_status(tally.status("copying"))
-        files = yield from _listing(context, request.listing_input(after, GENERATION_SIZE + 1))
-    batch = files[:GENERATION_SIZE]
-    context.set_custom_status(tally.status("copying"))
-    # The first task_any schedules every copy of the batch; each group is one task_all.
-    paths_of = {}
-    for group in groups(batch):
-        paths_of[context.task_all([_call(context, COPY_FILE_TO_BLOB, path) for path in group])] = group
-    pending = list(paths_of)
-    # Copies still running in a group that already failed: waited for one by one. Every yield
-    # covers all outstanding work, so each task is always attached to the task_any being waited on.
-    orphans: dict[TaskBase, str] = {}
-    while pending or orphans:
-        finished = yield context.task_any([*pending, *orphans])
-        if finished in orphans:
-            tally = tally.add(*_outcomes([(orphans.pop(finished), finished)]))
-        else:
-            pending.remove(finished)
-            copies = list(zip(paths_of[finished], finished.children, strict=True))
-            orphans.update((copy, path) for path, copy in copies if copy.state is TaskState.RUNNING)
-            tally = tally.add(
-                *_outcomes([(path, copy) for path, copy in copies if copy.state is not TaskState.RUNNING])
-            )
-        context.set_custom_status(tally.status("copying"))
-    if len(files) > GENERATION_SIZE:
-        context.continue_as_new(request.continued(batch[-1], tally))
+    plan = Plan(PlanState.from_input(_input(context)), context.instance_id)
+    context.set_custom_status(plan.status())
+    # Every outstanding task, and the calls it stands for: each yield waits on all of them, so every task
+    # is always attached to the task_any being waited on.
+    waiting: dict[TaskBase, list[Call]] = {}
+    while True:
+        for group in plan.next_groups():
+            waiting[_schedule(context, group)] = group
+        if not waiting:
+            break
+        finished = yield context.task_any(list(waiting))
+        for call, task in _settled(finished, waiting.pop(finished), waiting):
+            if isinstance(task.result, Exception):
+                plan.record(call, error=_reason(task.result, ACTIVITY[call.step]))
+            else:
+                plan.record(call, task.result)
+        context.set_custom_status(plan.status())
+    if plan.continues():
+        context.continue_as_new(plan.continuation())
         return None
-    if tally.files_failed:
-        context.set_custom_status(tally.status("failed"))
-        raise BackupIncomplete(tally.failure_report())
-    context.set_custom_status(tally.status("completed"))
-    return tally.bytes_done
+    return plan.output()
 
 
-def _listing(context: df.DurableOrchestrationContext, listing_input: object) -> Generator[Any, Any, list[str]]:
-    """Call E2_GetFileList; if it fails for good, fail with its own message and nothing more."""
-    try:
-        return (yield _call(context, GET_FILE_LIST, listing_input))
-    except Exception as exc:
-        raise ListingFailed(_reason(exc, GET_FILE_LIST)) from None
+def _schedule(context: df.DurableOrchestrationContext, group: list[Call]) -> TaskBase:
+    tasks = [context.call_activity_with_retry(ACTIVITY[call.step], RETRY, call.input) for call in group]
+    return tasks[0] if len(tasks) == 1 else context.task_all(tasks)
+
+
+def _settled(finished: TaskBase, calls: list[Call], waiting: dict[TaskBase, list[Call]]) -> Iterator[tuple[Call, Any]]:
+    """The calls of a finished task with their tasks. A task_all fails on its first failed child: the
+    children still running then wait on their own."""
+    if len(calls) == 1:
+        yield calls[0], finished
+        return
+    for call, child in zip(calls, finished.children, strict=True):
+        if child.state is TaskState.RUNNING:
+            waiting[child] = [call]
+        else:
+            yield call, child
 
 
 def _reason(exc: Exception, activity: str) -> str:
     """An activity's error without the host's prefix and serialized .NET exception details."""
     return str(exc).split(" \n ")[0].removeprefix(f"Activity function '{activity}' failed: ")
-
-
-def _outcomes(ended: list[tuple[str, TaskBase]]) -> tuple[list[int], list[str]]:
-    """The sizes of the finished copies that succeeded and a one-line reason for each that failed."""
-    sizes, failures = [], []
-    for path, copy in ended:
-        if isinstance(copy.result, Exception):
-            failures.append(f"{_printable(from_wire(path))}: {_reason(copy.result, COPY_FILE_TO_BLOB)}")
-        else:
-            sizes.append(copy.result)
-    return sizes, failures
-
-
-@bp.function_name(GET_FILE_LIST)
-@bp.activity_trigger(input_name="rootDirectory")
-def get_file_list(rootDirectory: object) -> list[str]:
-    """Every regular file under the root, sorted; honours include/exclude patterns.
-
-    The input is a directory string or a request object. It is annotated ``object`` because
-    the Python worker refuses a union or a parameterised generic on a binding parameter.
-    """
-    return list_backup_files(rootDirectory)
-
-
-@bp.function_name(COPY_FILE_TO_BLOB)
-@bp.activity_trigger(input_name="filePath")
-def copy_file_to_blob_activity(filePath: str) -> int:
-    """Back up one file; returns its size in bytes (0 when it vanished after listing)."""
-    return copy_file_to_blob(filePath)
-
-
-def _printable(path: str) -> str:
-    """A path safe in any text: bytes that are not UTF-8 shown as \\xNN escapes."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _call(context: df.DurableOrchestrationContext, name: str, activity_input: object) -> TaskBase:
-    return context.call_activity_with_retry(name, RETRY, activity_input)
 
 
 def _input(context: df.DurableOrchestrationContext) -> object:
@@ -139,3 +111,50 @@ def _input(context: df.DurableOrchestrationContext) -> object:
         return context.get_input()
     except (ValueError, TypeError):  # not JSON text: a bare path string, or a number/array posted as is
         return context._input
+
+
+@bp.function_name(GET_FILE_LIST)
+@bp.activity_trigger(input_name="rootDirectory")
+async def get_file_list(rootDirectory: object) -> object:
+    """One page of the listing (manifests in storage, their names returned); for a bare directory or
+    request object, every selected file's path, as in the seed.
+
+    The input is annotated ``object`` because the Python worker refuses a union or a parameterised generic
+    on a binding parameter.
+    """
+    return await service.get_file_list(rootDirectory)
+
+
+@bp.function_name(COPY_FILE_TO_BLOB)
+@bp.activity_trigger(input_name="filePath")
+async def copy_file_to_blob(filePath: object) -> object:
+    """Back up the files of a work unit; given one path, as in the seed, back up that file and return its size."""
+    return await service.copy_file_to_blob(filePath)
+
+
+@bp.function_name(COUNT_FILES)
+@bp.activity_trigger(input_name="request")
+async def count_files(request: object) -> object:
+    """How many files and bytes the backup covers, for its progress."""
+    return await service.count_selected_files(request)
+
+
+@bp.function_name(STAGE_FILE_SEGMENT)
+@bp.activity_trigger(input_name="segment")
+async def stage_file_segment(segment: object) -> object:
+    """Stage one segment of a large file as blocks."""
+    return await service.stage_file_segment(segment)
+
+
+@bp.function_name(COMMIT_FILE_SEGMENTS)
+@bp.activity_trigger(input_name="segment")
+async def commit_file_segments(segment: object) -> object:
+    """Commit a large file from its staged segments."""
+    return await service.commit_file_segments(segment)
+
+
+@bp.function_name(FINISH_BACKUP)
+@bp.activity_trigger(input_name="run")
+async def finish_backup(run: object) -> object:
+    """Remove a finished run's working files."""
+    return await service.finish_backup(run)

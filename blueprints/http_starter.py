@@ -4,6 +4,7 @@ Everything is checked before anything starts, and every error is a JSON body
 ``{"error": "..."}`` with a status a client can act on.
 """
 
+import asyncio
 import json
 import logging
 
@@ -11,7 +12,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from site_backup.errors import DirectoryNotAllowed, InvalidBackupRequest
-from site_backup.request import parse_json_body
+from site_backup.request import BackupRequest, parse_json_body
 from site_backup.service import checked_request
 
 from .names import BACKUP_ORCHESTRATOR
@@ -21,6 +22,10 @@ log = logging.getLogger(__name__)
 
 # Orchestrators meant to be started over HTTP, by lower-case name (function names are case-insensitive).
 STARTABLE = {BACKUP_ORCHESTRATOR.lower(): BACKUP_ORCHESTRATOR}
+# A request is a directory and a few patterns: anything bigger is refused before it is parsed.
+MAX_BODY_BYTES = 32 * 1024
+# Checking the directory touches the file system; a hung mount answers 503 instead of holding the request.
+CHECK_SECONDS = 30.0
 
 
 @bp.route(route="orchestrators/{functionName}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
@@ -31,12 +36,20 @@ async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClien
     name = STARTABLE.get(requested.lower())
     if name is None:
         return json_error(404, f"No orchestrator {requested!r} can be started here; use {BACKUP_ORCHESTRATOR!r}.")
+    body = req.get_body()
+    if len(body) > MAX_BODY_BYTES:
+        return json_error(
+            413, f"The request body is {len(body)} bytes; a backup request may have at most {MAX_BODY_BYTES}."
+        )
     try:
-        request = checked_request(parse_json_body(req.get_body()))
+        # Parsing and the directory checks run off the event loop, so nothing a request holds stalls the host.
+        request = await asyncio.wait_for(asyncio.to_thread(_check, body), CHECK_SECONDS)
     except InvalidBackupRequest as exc:
         return json_error(400, str(exc))
     except DirectoryNotAllowed as exc:
         return json_error(403, str(exc))
+    except TimeoutError:
+        return json_error(503, "Checking the directory took too long (is its file system responding?). Try again.")
     except Exception:
         log.exception("Checking a backup request failed.")
         return json_error(500, "The request could not be checked because of an internal error; it was logged.")
@@ -50,6 +63,10 @@ async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClien
         )
     log.info("Started %s instance %s for %s.", name, instance_id, request.root_directory)
     return client.create_check_status_response(req, instance_id)
+
+
+def _check(body: bytes) -> BackupRequest:
+    return checked_request(parse_json_body(body))
 
 
 def json_error(status: int, message: str) -> func.HttpResponse:

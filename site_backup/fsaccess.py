@@ -103,15 +103,27 @@ def open_directory_below(root_fd: int, parts: Sequence[str]) -> int:
     return fd
 
 
-@contextmanager
-def opened_directory(path: PurePosixPath, roots: Sequence[Path]) -> Iterator[int]:
-    """A descriptor of the directory ``path``, reached from its allowed root without following symlinks."""
+def open_directory(path: PurePosixPath, roots: Sequence[Path]) -> int:
+    """A descriptor of the directory ``path``, reached from its allowed root without following symlinks.
+
+    The caller closes it. A path that no longer leads to a directory below the root is PathGone.
+    """
     root = containing_root(path, roots)
     root_fd = os.open(str(root), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = open_directory_below(root_fd, relative_parts(path, root))
+        return open_directory_below(root_fd, relative_parts(path, root))
+    except OSError as exc:
+        if exc.errno in GONE_ERRNOS:
+            raise PathGone(str(path)) from exc
+        raise
     finally:
         os.close(root_fd)
+
+
+@contextmanager
+def opened_directory(path: PurePosixPath, roots: Sequence[Path]) -> Iterator[int]:
+    """``open_directory`` as a context manager that closes the descriptor."""
+    fd = open_directory(path, roots)
     try:
         yield fd
     finally:

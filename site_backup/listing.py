@@ -1,218 +1,294 @@
-"""List the regular files under a root, deterministically and without leaving the root.
+"""List a tree for a backup: one page at a time, side by side with what storage already holds.
 
-The walk goes through directory descriptors (``fsaccess``): every directory below the root is opened
-relative to its parent without following symlinks, so swapping a directory for a symlink while the walk
-runs cannot lead it outside. A symlink to a file is backed up (under the link's name) only when its target
-is inside the root; a symlink to a directory is never followed: inside the root its target is backed up
-under its own path anyway, and outside it is off limits. So links can cause neither an escape, nor a loop,
-nor a second copy of a subtree; and every page of a big tree agrees with the whole listing.
+A page walks the tree in blob-name order (``walk.py``) from its cursor and, in the same order, the blobs
+stored under the root (List Blobs with metadata, 5,000 a request). A file whose stored copy records its
+size, modification time and change time is already backed up: it is counted and never read. The others go
+into work units (batches bounded by files and bytes; a large file alone, to be staged in segments), whose
+manifests are written to the catalog container. The page returns only their names and counts, and a cursor
+(the last name walked and the List Blobs marker) from which the next page goes on.
+
+``count_files`` walks the tree alone for the progress totals; ``list_files`` returns the whole list of
+absolute paths, as the seed's ``E2_GetFileList`` does.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import hashlib
+import itertools
+import math
 import os
-import stat
-from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
-from .errors import InvalidBackupRequest
-from .fsaccess import (
-    GONE_ERRNOS,
-    PathGone,
-    open_directory_at,
-    open_file_below,
-    opened_directory,
-    relative_parts,
-    symlink_target,
-    within,
-)
-from .globs import Glob, compile_glob, matches_any
-from .naming import blob_segment
-from .roots import allowed_roots
+from .blobstore import BlobInfo, BlobPage, BlobStore
+from .copier import in_io_thread, stored_copy_matches
+from .fsaccess import FileIdentity, open_directory
+from .globs import compile_glob
+from .manifest import Manifest, ManifestEntry, manifest_name
+from .messages import MAX_FAILURES_KEPT, Counts, ListingCursor, PageRequest, PageResult, Totals, Tuning, WorkUnit, short
+from .naming import MAX_NAME_LENGTH, MAX_SEGMENTS, blob_name_for
+from .request import BackupRequest
+from .roots import allowed_roots, resolve_backup_directory
+from .storage import Storage, storage
+from .walk import Entry, TreeWalk
 
-log = logging.getLogger(__name__)
-
-# Directory descriptors kept open along the walk's current path; deeper directories are reopened from the
-# deepest one kept, so a pathologically deep tree cannot exhaust the process's descriptors.
-MAX_OPEN_DEPTH = 128
+PAGE_ENTRIES = 50_000  # files walked by one page at most
+PAGE_SECONDS = 20.0  # and time spent walking
+WALK_CHUNK = 2_000  # entries taken from the walk per hop to its thread
+COUNT_SECONDS = 120.0
 
 
-def list_files(
-    root: Path,
-    include: Iterable[str] = (),
-    exclude: Iterable[str] = (),
-    after: str | None = None,
-    limit: int | None = None,
-) -> list[str]:
-    """Absolute paths of the regular files under ``root`` (resolved), in listing order, filtered by globs.
-
-    The listing order is depth-first with names sorted, so it equals the order of the paths'
-    component tuples. ``include``/``exclude`` are globs on the path relative to the root (``**``
-    crosses directories); a pattern without ``/`` matches the file or directory name at any depth.
-    An excluded directory is not entered. An unreadable directory is an error, never skipped.
-    ``after`` (a path from an earlier listing) and ``limit`` return one page of a big tree
-    without walking the part before it again.
-    """
-    root_path = PurePosixPath(os.path.realpath(root))
-    includes = [compile_glob(p) for p in include]
-    excludes = [compile_glob(p) for p in exclude]
-    cursor = _cursor_parts(root_path, after) if after else None
-    found: list[str] = []
-    with opened_directory(root_path, allowed_roots()) as root_fd:
-        chain = _DirectoryChain(root_fd)
-        try:
-            visited: set[tuple[int, int]] = set()
-            st = os.fstat(root_fd)
-            # Depth-first with an explicit stack (no recursion limit on deep trees); children are pushed
-            # in reverse name order so they come off the stack sorted.
-            stack: list[tuple[tuple[str, ...], os.stat_result, bool]] = [((), st, True)]
-            while stack and (limit is None or len(found) < limit):
-                parts, st, is_dir = stack.pop()
-                if not is_dir:
-                    if cursor is None or parts > cursor:
-                        found.append(str(root_path.joinpath(*parts)))
-                    continue
-                if cursor is not None and parts < cursor[: len(parts)]:
-                    continue  # the whole subtree comes before the cursor
-                if (st.st_dev, st.st_ino) in visited:
-                    log.info("Skipping %s: directory already listed through another path.", root_path.joinpath(*parts))
-                    continue
-                visited.add((st.st_dev, st.st_ino))
-                try:
-                    dir_fd = chain.open(parts)
-                except PathGone:
-                    continue  # replaced or removed since its parent was read
-                listing = _Directory(root_path, root_fd, parts, dir_fd, includes, excludes)
-                stack.extend(reversed(listing.children()))
-        finally:
-            chain.close()
-    return found
-
-
-def _cursor_parts(root: PurePosixPath, path: str) -> tuple[str, ...]:
-    cursor = PurePosixPath(os.path.normpath(path)) if os.path.isabs(path) else None
-    if cursor is None or cursor == root or not within(cursor, root):
-        raise InvalidBackupRequest(f"The listing cursor {path!r} is not under {str(root)!r}.")
-    return relative_parts(cursor, root)
-
-
-class _DirectoryChain:
-    """Descriptors of the directories along the walk's current path, reused while the walk stays below them."""
-
-    def __init__(self, root_fd: int) -> None:
-        self.root_fd = root_fd
-        self.parts: list[str] = []
-        self.fds: list[int] = []
-        self._extra: int | None = None
-
-    def open(self, parts: tuple[str, ...]) -> int:
-        """A descriptor of the directory at ``parts``, valid until the next call (owned by the chain)."""
-        self._close_extra()
-        keep = 0
-        while keep < min(len(self.parts), len(parts)) and self.parts[keep] == parts[keep]:
-            keep += 1
-        for fd in self.fds[keep:]:
-            os.close(fd)
-        del self.fds[keep:], self.parts[keep:]
-        try:
-            for part in parts[keep:MAX_OPEN_DEPTH]:
-                self.fds.append(open_directory_at(self.fds[-1] if self.fds else self.root_fd, part))
-                self.parts.append(part)
-            deepest = self.fds[-1] if self.fds else self.root_fd
-            if len(parts) <= MAX_OPEN_DEPTH:
-                return deepest
-            fd = os.dup(deepest)
-            for part in parts[MAX_OPEN_DEPTH:]:
-                child = open_directory_at(fd, part)
-                os.close(fd)
-                fd = child
-            self._extra = fd
-            return fd
-        except OSError as exc:
-            if exc.errno in GONE_ERRNOS:
-                raise PathGone("/".join(parts)) from exc
-            raise
-
-    def _close_extra(self) -> None:
-        if self._extra is not None:
-            os.close(self._extra)
-            self._extra = None
-
-    def close(self) -> None:
-        self._close_extra()
-        for fd in self.fds:
-            os.close(fd)
-        self.fds, self.parts = [], []
+def root_prefix(root: PurePosixPath) -> str:
+    """The blob-name prefix of everything under ``root`` (``/home/site`` -> ``home/site/``)."""
+    return "" if root == PurePosixPath("/") else blob_name_for(str(root)) + "/"
 
 
 @dataclass
-class _Directory:
-    """One directory being listed: its selected files and enterable subdirectories, sorted by name."""
+class _OpenTree:
+    """A checked root, open as a descriptor, and the walk over it."""
 
     root: PurePosixPath
-    root_fd: int
-    parts: tuple[str, ...]
     fd: int
-    includes: list[Glob]
-    excludes: list[Glob]
+    walk: TreeWalk
+    entries: Iterator[Entry]
 
-    def children(self) -> list[tuple[tuple[str, ...], os.stat_result, bool]]:
-        path = self.root.joinpath(*self.parts)
-        try:
-            with os.scandir(self.fd) as scan:
-                entries = sorted(scan, key=lambda e: e.name)
-        except OSError as exc:
-            raise InvalidBackupRequest(f"Cannot list directory {str(path)!r}: {exc.strerror}.") from exc
-        prefix = "".join(f"{p}/" for p in self.parts)
-        children = []
-        for entry in entries:
-            rel = prefix + entry.name
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue  # vanished since scandir
-            if stat.S_ISLNK(st.st_mode):
-                linked = self._linked_file(entry.name, path)
-                if linked is not None and _selected(rel, entry.name, self.includes, self.excludes):
-                    children.append(((*self.parts, entry.name), linked, False))
-            elif stat.S_ISDIR(st.st_mode):
-                if not matches_any(self.excludes, rel, entry.name, is_directory=True):
-                    children.append(((*self.parts, entry.name), st, True))
-            elif stat.S_ISREG(st.st_mode) and _selected(rel, entry.name, self.includes, self.excludes):
-                children.append(((*self.parts, entry.name), st, False))
-        _refuse_shared_blob_names(path, [child[0][-1] for child in children])
-        return children
+    @classmethod
+    def open(cls, request: BackupRequest, after: str | None = None) -> _OpenTree:
+        roots = allowed_roots()
+        root = PurePosixPath(str(resolve_backup_directory(request.root_directory, roots)))
+        includes = [compile_glob(p) for p in request.include]
+        excludes = [compile_glob(p) for p in request.exclude]
+        fd = open_directory(root, roots)
+        walk = TreeWalk(root, fd, includes, excludes, after)
+        return cls(root, fd, walk, iter(walk))
 
-    def _linked_file(self, name: str, directory: PurePosixPath) -> os.stat_result | None:
-        """The stat of a symlink's target when it is a regular file inside the root, else None."""
-        target = symlink_target(self.fd, name, directory)
-        if target is None or not within(target, self.root) or target == self.root:
-            log.warning("Skipping %s: symlink leads outside %s.", directory / name, self.root)
-            return None
-        try:
-            opened = open_file_below(self.root_fd, relative_parts(target, self.root))
-        except (PathGone, OSError):
-            log.info("Not following %s: a symlinked directory's target is backed up under its own path.", name)
-            return None
-        opened.close()
-        return opened.stat
+    def take(self, count: int) -> list[Entry]:
+        return list(itertools.islice(self.entries, count))
+
+    def push_back(self, entries: list[Entry]) -> None:
+        """Put entries taken but not used back in front of the walk."""
+        if entries:
+            self.entries = itertools.chain(entries, self.entries)
+
+    def has_more(self) -> bool:
+        ahead = self.take(1)
+        self.push_back(ahead)
+        return bool(ahead)
+
+    def close(self) -> None:
+        close = getattr(self.entries, "close", None)
+        if close is not None:
+            close()
+        os.close(self.fd)
 
 
-def _refuse_shared_blob_names(directory: PurePosixPath, names: list[str]) -> None:
-    """Two names that would be stored under one blob name (``a\\b`` and ``a%5Cb``) lose data: refuse."""
-    stored: dict[str, str] = {}
-    for name in names:
-        other = stored.setdefault(blob_segment(name), name)
-        if other != name:
-            raise InvalidBackupRequest(
-                f"In {str(directory)!r}, {other!r} and {name!r} would be stored under the same blob name "
-                f"{blob_segment(name)!r}; rename one of them or leave one out with an 'exclude' pattern."
+def list_files(request: BackupRequest) -> list[str]:
+    """Every selected file's absolute path, in listing order (the seed's E2_GetFileList)."""
+    tree = _OpenTree.open(request)
+    try:
+        return [str(tree.root.joinpath(*entry.parts)) for entry in tree.entries]
+    finally:
+        tree.close()
+
+
+def count_files(request: BackupRequest, seconds: float = COUNT_SECONDS) -> Totals:
+    """The files and bytes the request selects; a lower bound (``complete`` false) if the walk ran out of time."""
+    tree = _OpenTree.open(request)
+    deadline = time.monotonic() + seconds
+    files = size = 0
+    try:
+        for entry in tree.entries:
+            files += 1
+            size += entry.stat.st_size
+            if files % 1000 == 0 and time.monotonic() > deadline:
+                return Totals(Counts(files, size), complete=False)
+    finally:
+        tree.close()
+    return Totals(Counts(files, size))
+
+
+class StoredBlobs:
+    """The blobs stored under the root, read in name order alongside the walk."""
+
+    def __init__(self, store: BlobStore, container: str, prefix: str, cursor: ListingCursor) -> None:
+        self.store = store
+        self.container = container
+        self.prefix = prefix
+        self.page_marker = cursor.marker
+        self.page: BlobPage | None = BlobPage((), None) if cursor.stored_done else None
+        self.index = 0
+
+    async def find(self, name: str) -> BlobInfo | None:
+        """The stored blob called ``name``, if any; names must be asked for in increasing order.
+
+        Blobs named before ``name`` are passed over for good. Should storage order a few exotic names
+        differently (Azurite compares UTF-16 code units), such a file is merely uploaded again.
+        """
+        while True:
+            if self.page is None:
+                self.page = await self.store.list_blobs(self.container, self.prefix, self.page_marker)
+                self.index = 0
+            if self.index >= len(self.page.blobs):
+                if self.page.next_marker is None:
+                    return None
+                self.page_marker, self.page = self.page.next_marker, None
+                continue
+            current = self.page.blobs[self.index]
+            if current.name < name:
+                self.index += 1
+                continue
+            return current if current.name == name else None
+
+    @property
+    def resume_marker(self) -> str | None:
+        """The marker of the stored page the next listing page starts reading from."""
+        return self.page_marker
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether every stored blob has been passed (the next page need not list any)."""
+        return self.page is not None and self.index >= len(self.page.blobs) and self.page.next_marker is None
+
+
+@dataclass
+class _PageBuilder:
+    """Cuts a page's files into work units and writes their manifests as they fill up."""
+
+    target: Storage
+    run: str
+    tuning: Tuning
+    root: PurePosixPath
+    root_ino: int
+    prefix: str
+    next_unit: int
+    units: list[WorkUnit] = field(default_factory=list)
+    batch: list[ManifestEntry] = field(default_factory=list)
+    batch_bytes: int = 0
+    writes: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def add(self, entry: ManifestEntry) -> None:
+        if entry.size > self.tuning.large_file_bytes:
+            self._unit([entry], math.ceil(entry.size / self.tuning.segment_bytes))
+            return
+        self.batch.append(entry)
+        self.batch_bytes += entry.size
+        if len(self.batch) >= self.tuning.batch_files or self.batch_bytes >= self.tuning.batch_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            self._unit(self.batch, 0)
+            self.batch, self.batch_bytes = [], 0
+
+    def _unit(self, entries: list[ManifestEntry], segments: int) -> None:
+        number = self.next_unit
+        self.next_unit += 1
+        name = manifest_name(self.run, number)
+        manifest = Manifest(str(self.root), self.root_ino, self.prefix, tuple(entries))
+        self.units.append(WorkUnit(number, name, len(entries), sum(e.size for e in entries), segments))
+        self.writes.append(asyncio.ensure_future(self._write(name, manifest.to_bytes())))
+
+    async def _write(self, name: str, body: bytes) -> None:
+        md5 = hashlib.md5(body, usedforsecurity=False).digest()
+        await self.target.store.put_blob(self.target.catalog_container, name, body, md5, "application/json", {})
+
+    async def written(self) -> None:
+        await asyncio.gather(*self.writes)
+
+
+async def list_page(page: PageRequest) -> PageResult:
+    """One page of a run's listing: the work units to copy, and what storage already holds."""
+    tuning = page.tuning or Tuning.from_settings()
+    target = storage()
+    await target.ensure_container(target.catalog_container)
+    tree = await in_io_thread(_OpenTree.open, page.request, page.cursor.after)
+    try:
+        prefix = root_prefix(tree.root)
+        stored = StoredBlobs(target.store, target.container, prefix, page.cursor)
+        root_ino = os.fstat(tree.fd).st_ino
+        builder = _PageBuilder(target, page.run, tuning, tree.root, root_ino, prefix, page.cursor.next_unit)
+        tally = _PageTally(last=page.cursor.after)
+        deadline = time.monotonic() + PAGE_SECONDS
+
+        def full() -> bool:
+            return (
+                len(builder.units) >= tuning.page_units or tally.walked >= PAGE_ENTRIES or time.monotonic() > deadline
             )
 
+        while not full() and (chunk := await in_io_thread(tree.take, WALK_CHUNK)):
+            for index, entry in enumerate(chunk):
+                await _list_entry(entry, tree.root, prefix, stored, builder, tally, page.request.verify)
+                if full():
+                    tree.push_back(chunk[index + 1 :])
+                    break
+        builder.flush()
+        await builder.written()
+        more = await in_io_thread(tree.has_more)
+        cursor = ListingCursor(tally.last, stored.resume_marker, builder.next_unit, stored.exhausted) if more else None
+        return PageResult(
+            tuple(builder.units), cursor, tally.listed, tally.unchanged, tuning, tally.failed, tuple(tally.failures)
+        )
+    finally:
+        await in_io_thread(tree.close)
 
-def _selected(rel: str, name: str, includes: list[Glob], excludes: list[Glob]) -> bool:
-    if matches_any(excludes, rel, name):
-        return False
-    return not includes or matches_any(includes, rel, name)
+
+@dataclass
+class _PageTally:
+    last: str | None
+    walked: int = 0
+    listed: Counts = field(default_factory=Counts)
+    unchanged: Counts = field(default_factory=Counts)
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+async def _list_entry(
+    entry: Entry,
+    root: PurePosixPath,
+    prefix: str,
+    stored: StoredBlobs,
+    builder: _PageBuilder,
+    tally: _PageTally,
+    verify: bool,
+) -> None:
+    """Count one walked file as already backed up, or put it into a work unit, or fail it (no blob name)."""
+    tally.walked += 1
+    tally.last = entry.key
+    size = entry.stat.st_size
+    tally.listed += Counts(1, size)
+    name = prefix + entry.key
+    problem = _name_problem(root, entry, name)
+    if problem is not None:
+        tally.failed += 1
+        if len(tally.failures) < MAX_FAILURES_KEPT:
+            tally.failures.append(short(problem))
+        return
+    found = await stored.find(name)
+    matches = found is not None and stored_copy_matches(found, FileIdentity.of(entry.stat))
+    if matches and not verify:
+        tally.unchanged += Counts(1, size)
+        return
+    known = found.content_md5.hex() if found and found.content_md5 and found.size == size else None
+    st = entry.stat
+    builder.add(
+        ManifestEntry(entry.parts, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, entry.target, known, matches)
+    )
+
+
+def _name_problem(root: PurePosixPath, entry: Entry, name: str) -> str | None:
+    if len(name) <= MAX_NAME_LENGTH and name.count("/") < MAX_SEGMENTS:
+        return None
+    path = display_path(root, entry.parts)
+    return (
+        f"{path}: BlobNameTooLong: {path!r} cannot be a blob name: Blob Storage allows {MAX_NAME_LENGTH} "
+        f"characters and {MAX_SEGMENTS} path segments. Exclude it with an 'exclude' pattern to back up the rest."
+    )
+
+
+def display_path(root: PurePosixPath | str, parts: tuple[str, ...]) -> str:
+    """A path safe in any message: bytes that are not UTF-8 shown as \\xNN escapes."""
+    path = str(PurePosixPath(str(root)).joinpath(*parts))
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -1,96 +1,396 @@
-"""How the orchestrator paces a backup and reports progress. Pure and deterministic.
+"""How a backup is paced: what to schedule next, what each result means, and what the progress is.
 
-- **Generations.** A tree is copied ``GENERATION_SIZE`` files per orchestration generation. A
-  bigger tree continues as new from a cursor, so no history grows past a few thousand events
-  (each episode replays the whole history) and no tree hits the action limit.
-- **Groups.** Within a generation, every copy is scheduled at once, so the workers never wait
-  for the orchestrator. The copies are split into about ``TARGET_GROUPS`` groups, and the
-  orchestrator moves the progress in ``customStatus`` on as each whole group finishes.
+The orchestrator is a thin loop around ``Plan``: it schedules the groups of calls the plan asks for, waits for
+any of them, and hands each result back. Everything here is pure and deterministic, so it replays.
+
+- **Listing in pages.** The tree is listed one page at a time from a cursor (``E2_GetFileList``); a page
+  writes its files to storage as manifests of work units and returns only their names and counts.
+- **A sliding window.** Up to ``window`` units are in flight; as soon as one finishes the next starts, so no
+  worker waits for the slowest file of a page. Units are fanned out in small ``task_all`` groups, and the
+  next page is listed while the current one is being copied.
+- **Large files** are staged by several activities, one segment each, then committed by one.
+- **Generations.** After ``units_per_execution`` calls an execution stops scheduling, lets its work finish
+  and continues as new with its state (``PlanState``), so no history grows past a few thousand events.
+- **Failures.** A file that cannot be copied never stops the others; the backup fails at the end, naming
+  the files. A listing that fails for good fails the backup with its message.
 """
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
-GENERATION_SIZE = 2_000
-TARGET_GROUPS = 50
-MIN_GROUP_SIZE = 10
-MAX_FAILURES_SHOWN = 20
+from .errors import BackupIncomplete, InvalidBackupRequest, ListingFailed
+from .messages import (
+    CopyResult,
+    Counts,
+    FinishTask,
+    ListingCursor,
+    PageRequest,
+    PageResult,
+    SegmentTask,
+    Totals,
+    Tuning,
+    WorkUnit,
+    _field,
+    _object,
+    short,
+)
+from .request import BackupRequest, parse_backup_request
+
+PLAN_KEY = "plan"
+DEFAULT_BUDGET = Tuning().units_per_execution
 
 
-def groups(files: list[str]) -> list[list[str]]:
-    """Split the file list into consecutive groups, in listing order."""
-    if not files:
-        return []
-    size = max(MIN_GROUP_SIZE, math.ceil(len(files) / TARGET_GROUPS))
-    return [files[i : i + size] for i in range(0, len(files), size)]
+class Step(StrEnum):
+    """The kinds of calls a backup makes; the Functions layer maps each to its activity."""
+
+    COUNT = "count"
+    LIST = "list"
+    COPY = "copy"
+    STAGE = "stage"
+    COMMIT = "commit"
+    FINISH = "finish"
 
 
 @dataclass(frozen=True)
-class Tally:
-    """What a backup has done so far; carried from one generation to the next.
+class Call:
+    """One activity call the plan wants made: its step, its JSON input, and the unit it concerns."""
 
-    ``files_done`` counts every finished copy, failed or not; ``failures`` keeps the first
-    ``MAX_FAILURES_SHOWN`` messages so the final error can name the files.
-    """
+    step: Step
+    input: Any
+    unit: WorkUnit | None = None
 
-    files_total: int = 0
-    files_done: int = 0
-    bytes_done: int = 0
-    files_failed: int = 0
-    failures: tuple[str, ...] = ()
 
-    def add(self, sizes: Sequence[int], failures: Sequence[str] = ()) -> "Tally":
-        """The tally after copies that returned ``sizes`` and copies that failed with ``failures``."""
-        return replace(
-            self,
-            files_done=self.files_done + len(sizes) + len(failures),
-            bytes_done=self.bytes_done + sum(sizes),
-            files_failed=self.files_failed + len(failures),
-            failures=(*self.failures, *failures)[:MAX_FAILURES_SHOWN],
-        )
+@dataclass
+class LargeFile:
+    """A large file being staged segment by segment; committed once every segment is staged."""
 
-    def status(self, phase: str) -> dict[str, Any]:
-        """The customStatus document: phase is listing, copying, completed or failed."""
-        return {
-            "phase": phase,
-            "filesTotal": self.files_total,
-            "filesDone": self.files_done,
-            "bytesDone": self.bytes_done,
-            "filesFailed": self.files_failed,
-        }
+    unit: WorkUnit
+    scheduled: int = 0
+    staged: int = 0
+    staged_bytes: int = 0
+    failure: str | None = None
+    committing: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """The form carried in a continuation."""
         return {
-            "filesTotal": self.files_total,
-            "filesDone": self.files_done,
-            "bytesDone": self.bytes_done,
-            "filesFailed": self.files_failed,
-            "failures": list(self.failures),
+            "unit": self.unit.to_json(),
+            "scheduled": self.scheduled,
+            "staged": self.staged,
+            "stagedBytes": self.staged_bytes,
+            "failure": self.failure,
         }
 
     @classmethod
-    def from_json(cls, carried: dict[str, Any]) -> "Tally":
-        """Read a carried tally; raises KeyError, TypeError or ValueError if it is malformed."""
-        failures = carried.get("failures", [])
-        if not isinstance(failures, list) or not all(isinstance(f, str) for f in failures):
-            raise TypeError("failures must be a list of strings")
-        return cls(
-            int(carried["filesTotal"]),
-            int(carried["filesDone"]),
-            int(carried["bytesDone"]),
-            int(carried.get("filesFailed", 0)),
-            tuple(failures),
+    def from_json(cls, value: object) -> LargeFile:
+        data = _object(value, "large file")
+        unit = WorkUnit.from_json(data.get("unit"))
+        large = cls(
+            unit,
+            _field(data, "scheduled", int, "large file"),
+            _field(data, "staged", int, "large file"),
+            _field(data, "stagedBytes", int, "large file"),
+            data.get("failure") if isinstance(data.get("failure"), str) else None,
+        )
+        if not unit.is_large or large.staged > large.scheduled or large.scheduled > unit.segments:
+            raise InvalidBackupRequest("Malformed plan: a large file's segment counts are inconsistent.")
+        return large
+
+
+@dataclass
+class PlanState:
+    """Everything a backup carries from one generation to the next (the continue-as-new input)."""
+
+    request: BackupRequest
+    tuning: Tuning | None = None
+    cursor: ListingCursor = field(default_factory=ListingCursor)
+    listing_done: bool = False
+    ready: list[WorkUnit] = field(default_factory=list)
+    large: list[LargeFile] = field(default_factory=list)
+    done: CopyResult = field(default_factory=CopyResult)
+    listed: Counts = field(default_factory=Counts)
+    totals: Totals | None = None
+    counted: bool = False
+    generation: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "request": self.request.to_json(),
+            PLAN_KEY: {
+                "tuning": self.tuning.to_json() if self.tuning else None,
+                "cursor": self.cursor.to_json(),
+                "listingDone": self.listing_done,
+                "ready": [u.to_json() for u in self.ready],
+                "large": [f.to_json() for f in self.large],
+                "done": self.done.to_json(),
+                "listed": self.listed.to_json(),
+                "totals": self.totals.to_json() if self.totals else None,
+                "counted": self.counted,
+                "generation": self.generation,
+            },
+        }
+
+    @classmethod
+    def from_input(cls, value: object) -> PlanState:
+        """A fresh state for a request (a directory string or object), or the state a generation carried."""
+        if not (isinstance(value, dict) and PLAN_KEY in value):
+            return cls(parse_backup_request(value))
+        carried = _object(value.get(PLAN_KEY), "plan")
+        tuning = carried.get("tuning")
+        totals = carried.get("totals")
+        ready, large = carried.get("ready"), carried.get("large")
+        if not isinstance(ready, list) or not isinstance(large, list):
+            raise InvalidBackupRequest("Malformed plan: 'ready' and 'large' must be lists.")
+        state = cls(
+            parse_backup_request(value.get("request")),
+            Tuning.from_json(tuning) if tuning is not None else None,
+            ListingCursor.from_json(carried.get("cursor")),
+            _field(carried, "listingDone", bool, "plan"),
+            [WorkUnit.from_json(u) for u in ready],
+            [LargeFile.from_json(f) for f in large],
+            CopyResult.from_json(carried.get("done")),
+            Counts.from_json(carried.get("listed"), "plan"),
+            Totals.from_json(totals) if totals is not None else None,
+            _field(carried, "counted", bool, "plan"),
+            _field(carried, "generation", int, "plan"),
+        )
+        if state.done.files > state.listed.files or state.done.failed > state.done.files:
+            raise InvalidBackupRequest("Malformed plan: more files done than listed.")
+        return state
+
+
+class Plan:
+    """Decides the next calls of one execution and folds their results into the state."""
+
+    def __init__(self, state: PlanState, run: str) -> None:
+        self.state = state
+        self.run = run
+        self.listing_in_flight = False
+        self.counting = False
+        self.work_in_flight = 0
+        self.scheduled = 0  # calls scheduled by this execution
+        self.fatal: str | None = None
+        self.finishing = False
+        self.finished = False
+        self._segments_in_flight: dict[int, int] = {}
+
+    # ---- what to schedule -----------------------------------------------------------------------------
+
+    def next_groups(self) -> list[list[Call]]:
+        """The calls to schedule now, in groups (a group of copies is fanned out with one ``task_all``)."""
+        groups: list[list[Call]] = []
+        state = self.state
+        if self.fatal is None and not self._budget_spent():
+            if not state.counted and not self.counting and state.generation == 1:
+                self.counting = True
+                groups.append([self._call(Step.COUNT, state.request.to_json())])
+            if self._wants_page():
+                self.listing_in_flight = True
+                page = PageRequest(state.request, self.run, state.cursor, state.tuning)
+                groups.append([self._call(Step.LIST, page.to_json())])
+            window = state.tuning.window if state.tuning else 0
+            group_size = state.tuning.group_size if state.tuning else 1
+            while self.work_in_flight < window and not self._budget_spent():
+                size = min(group_size, window - self.work_in_flight)
+                group = [call for _ in range(size) if (call := self._next_work()) is not None]
+                if not group:
+                    break
+                groups.append(group)
+        if self._all_done() and not self.finishing:
+            self.finishing = True
+            groups.append([Call(Step.FINISH, FinishTask(self.run).to_json())])
+        return groups
+
+    def _wants_page(self) -> bool:
+        state = self.state
+        if state.listing_done or self.listing_in_flight:
+            return False
+        window = state.tuning.window if state.tuning else 1
+        return len(state.ready) < window
+
+    def _budget_spent(self) -> bool:
+        budget = self.state.tuning.units_per_execution if self.state.tuning else DEFAULT_BUDGET
+        return self.scheduled >= budget
+
+    def _call(self, step: Step, payload: Any, unit: WorkUnit | None = None) -> Call:
+        self.scheduled += 1
+        return Call(step, payload, unit)
+
+    def _next_work(self) -> Call | None:
+        """The next unit of copying: a commit that is due, a segment of a large file, or the next unit."""
+        state = self.state
+        for large in state.large:
+            if large.failure is None and not large.committing and large.staged == large.unit.segments:
+                large.committing = True
+                return self._work(Step.COMMIT, SegmentTask(large.unit).to_json(), large.unit)
+        for large in state.large:
+            if large.failure is None and large.scheduled < large.unit.segments:
+                return self._segment(large)
+        if not state.ready:
+            return None
+        unit = state.ready.pop(0)
+        if unit.is_large:
+            large = LargeFile(unit)
+            state.large.append(large)
+            return self._segment(large)
+        return self._work(Step.COPY, unit.to_json(), unit)
+
+    def _segment(self, large: LargeFile) -> Call:
+        index = large.scheduled
+        large.scheduled += 1
+        number = large.unit.number
+        self._segments_in_flight[number] = self._segments_in_flight.get(number, 0) + 1
+        return self._work(Step.STAGE, SegmentTask(large.unit, index).to_json(), large.unit)
+
+    def _work(self, step: Step, payload: Any, unit: WorkUnit) -> Call:
+        self.work_in_flight += 1
+        return self._call(step, payload, unit)
+
+    # ---- results ----------------------------------------------------------------------------------------
+
+    def record(self, call: Call, result: object = None, error: str | None = None) -> None:
+        """Fold one call's result (its JSON output) or its error into the state."""
+        state = self.state
+        if call.step is Step.COUNT:
+            self.counting = False
+            state.counted = True
+            state.totals = Totals.from_json(result) if error is None else None
+        elif call.step is Step.LIST:
+            self.listing_in_flight = False
+            if error is not None:
+                self.fatal = error
+            else:
+                self._page(PageResult.from_json(result))
+        elif call.step is Step.FINISH:
+            self.finished = True
+        else:
+            self.work_in_flight -= 1
+            assert call.unit is not None
+            if call.step is Step.COPY:
+                state.done += CopyResult.from_json(result) if error is None else _failed(call.unit, error)
+            elif call.step is Step.STAGE:
+                self._staged(call.unit, result, error)
+            else:
+                self._committed(call.unit, result, error)
+
+    def _page(self, page: PageResult) -> None:
+        state = self.state
+        state.tuning = state.tuning or page.tuning
+        state.ready.extend(page.units)
+        state.cursor = page.cursor or state.cursor
+        state.listing_done = page.cursor is None
+        state.listed += page.listed
+        failures = tuple(short(f) for f in page.failures)
+        state.done += CopyResult(
+            files=page.unchanged.files + page.failed,
+            bytes=page.unchanged.bytes,
+            unchanged=page.unchanged.files,
+            failed=page.failed,
+            failures=failures,
         )
 
-    def failure_report(self) -> str:
-        """The error a backup ends with when some files could not be backed up."""
-        shown = "; ".join(self.failures)
-        more = f"; and {self.files_failed - len(self.failures)} more" if self.files_failed > len(self.failures) else ""
-        backed_up = self.files_done - self.files_failed
+    def _large(self, unit: WorkUnit) -> LargeFile:
+        return next(f for f in self.state.large if f.unit.number == unit.number)
+
+    def _staged(self, unit: WorkUnit, result: object, error: str | None) -> None:
+        large = self._large(unit)
+        self._segments_in_flight[unit.number] -= 1
+        if error is not None:
+            large.failure = large.failure or error
+        else:
+            data = _object(result, "segment result")
+            large.staged += 1
+            large.staged_bytes += _field(data, "bytes", int, "segment result")
+        if large.failure is not None and not self._segments_in_flight[unit.number]:
+            self.state.large.remove(large)
+            self.state.done += _failed(unit, large.failure)
+
+    def _committed(self, unit: WorkUnit, result: object, error: str | None) -> None:
+        self.state.large.remove(self._large(unit))
+        self.state.done += CopyResult.from_json(result) if error is None else _failed(unit, error)
+
+    # ---- where the backup stands -----------------------------------------------------------------------
+
+    def _all_done(self) -> bool:
+        state = self.state
+        if self.fatal is not None:
+            return not (self.listing_in_flight or self.counting or self.work_in_flight)
         return (
-            f"{self.files_failed} of {self.files_done} file(s) could not be backed up "
-            f"(the other {backed_up}, {self.bytes_done} bytes, were): {shown}{more}"
+            state.listing_done
+            and state.counted
+            and not state.ready
+            and not state.large
+            and not (self.listing_in_flight or self.counting or self.work_in_flight)
         )
+
+    def continues(self) -> bool:
+        """Whether this execution stopped at its budget with work left: continue as new with ``continuation``."""
+        idle = not (self.listing_in_flight or self.counting or self.work_in_flight or self.finishing)
+        return idle and self.fatal is None and not self._all_done()
+
+    def continuation(self) -> dict[str, Any]:
+        """The next generation's input; large files' in-flight bookkeeping is empty once the work drained."""
+        state = replace(self.state, generation=self.state.generation + 1)
+        for large in state.large:
+            large.committing = False
+        return state.to_json()
+
+    def status(self) -> dict[str, Any]:
+        """The customStatus document; it moves on with every result."""
+        state = self.state
+        done = state.done
+        totals = state.totals.counts if state.totals else Counts()
+        total = (
+            state.listed
+            if state.listing_done
+            else Counts(max(totals.files, state.listed.files), max(totals.bytes, state.listed.bytes))
+        )
+        staged = sum(f.staged_bytes for f in state.large)
+        if self.finished:
+            phase = "failed" if self.fatal is not None or done.failed else "completed"
+        elif self.fatal is not None:
+            phase = "failing"
+        elif state.tuning is None:
+            phase = "listing"
+        else:
+            phase = "copying"
+        return {
+            "phase": phase,
+            "filesTotal": total.files,
+            "bytesTotal": total.bytes,
+            "filesDone": done.files,
+            "bytesDone": done.bytes + staged,
+            "filesUploaded": done.uploaded,
+            "filesUnchanged": done.unchanged,
+            "filesVanished": done.vanished,
+            "filesFailed": done.failed,
+            "generation": state.generation,
+        }
+
+    def output(self) -> int:
+        """The backup's output, the total bytes it holds; raises when it could not back up everything."""
+        if self.fatal is not None:
+            raise ListingFailed(self.fatal)
+        done = self.state.done
+        if done.failed:
+            raise BackupIncomplete(failure_report(done))
+        return done.bytes
+
+
+def _failed(unit: WorkUnit, error: str) -> CopyResult:
+    """A unit whose activity failed for good: every file in it counts as not backed up."""
+    what = f"{unit.files} file(s) of work unit {unit.number}" if unit.files != 1 else f"work unit {unit.number}"
+    return CopyResult(files=unit.files, failed=unit.files, failures=(short(f"{what}: {error}"),))
+
+
+def failure_report(done: CopyResult) -> str:
+    """The error a backup ends with when some files could not be backed up."""
+    shown = "; ".join(done.failures)
+    more = f"; and {done.failed - len(done.failures)} more" if done.failed > len(done.failures) else ""
+    backed_up = done.files - done.failed - done.vanished
+    return (
+        f"{done.failed} of {done.files} file(s) could not be backed up "
+        f"(the other {backed_up}, {done.bytes} bytes, were): {shown}{more}"
+    )

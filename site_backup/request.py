@@ -1,4 +1,4 @@
-"""The backup request: one shape for the HTTP body, the orchestrator input and the listing input.
+"""The backup request: what to back up, as the HTTP body and the orchestration input carry it.
 
 Parsing is pure (no file system, no environment) so the orchestrator can run it on replay.
 """
@@ -11,46 +11,38 @@ from typing import Any
 
 from .errors import InvalidBackupRequest
 from .globs import MAX_PATTERNS, compile_glob
-from .plan import Tally
 
 ROOT_KEY = "rootDirectory"
-CONTINUATION_KEY = "continuation"
-AFTER_KEY, LIMIT_KEY = "after", "limit"
 PATTERN_KEYS = ("include", "exclude")
+VERIFY_KEY = "verify"
+REQUEST_KEYS = (ROOT_KEY, *PATTERN_KEYS, VERIFY_KEY)
 EXAMPLE = '"/home/site/wwwroot" or {"rootDirectory": "/home/site/wwwroot", "exclude": ["*.tmp"]}'
 
 
 @dataclass(frozen=True)
 class BackupRequest:
-    """What to back up: a root directory and optional glob patterns relative to it."""
+    """What to back up: a root directory, optional glob patterns relative to it, and whether to re-hash.
+
+    ``verify`` re-reads every file and compares its MD5 with the stored copy instead of trusting an
+    unchanged size, modification time and change time.
+    """
 
     root_directory: str
     include: tuple[str, ...] = field(default_factory=tuple)
     exclude: tuple[str, ...] = field(default_factory=tuple)
+    verify: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object form, as accepted by ``parse_backup_request``."""
-        return {ROOT_KEY: self.root_directory, "include": list(self.include), "exclude": list(self.exclude)}
-
-    def listing_input(self, after: str | None = None, limit: int | None = None) -> str | dict[str, Any]:
-        """Input for E2_GetFileList: the bare directory when that says it all, as in the seed.
-
-        ``after``/``limit`` ask for the next page of a big tree.
-        """
-        if not self.include and not self.exclude and after is None:
-            return self.root_directory
-        listing = self.to_json()
-        if after is not None:
-            listing.update({AFTER_KEY: after, LIMIT_KEY: limit})
-        return listing
-
-    def continued(self, after: str, tally: Tally) -> dict[str, Any]:
-        """The input of the next generation: this request plus where to carry on."""
-        return {**self.to_json(), CONTINUATION_KEY: {AFTER_KEY: after, **tally.to_json()}}
+        data: dict[str, Any] = {ROOT_KEY: self.root_directory, "include": list(self.include)}
+        data["exclude"] = list(self.exclude)
+        if self.verify:
+            data[VERIFY_KEY] = True
+        return data
 
     def with_root(self, root_directory: str) -> BackupRequest:
         """The same request for another (e.g. resolved) root directory."""
-        return BackupRequest(root_directory, self.include, self.exclude)
+        return BackupRequest(root_directory, self.include, self.exclude, self.verify)
 
 
 def parse_backup_request(value: object) -> BackupRequest:
@@ -61,54 +53,31 @@ def parse_backup_request(value: object) -> BackupRequest:
     if isinstance(value, str):
         return BackupRequest(_directory(value))
     if isinstance(value, dict):
-        unknown = sorted(set(value) - {ROOT_KEY, *PATTERN_KEYS})
+        unknown = sorted(set(value) - set(REQUEST_KEYS))
         if unknown:
             raise InvalidBackupRequest(
                 f"Unknown option(s) {', '.join(map(repr, unknown))}; "
-                f"allowed keys are {ROOT_KEY!r}, 'include' and 'exclude'."
+                f"allowed keys are {', '.join(map(repr, REQUEST_KEYS[:-1]))} and {REQUEST_KEYS[-1]!r}."
             )
         if ROOT_KEY not in value:
             raise InvalidBackupRequest(f"The JSON object needs a {ROOT_KEY!r} key, e.g. {EXAMPLE}.")
         root = value[ROOT_KEY]
         if not isinstance(root, str):
             raise InvalidBackupRequest(f"{ROOT_KEY!r} must be a string path, e.g. {EXAMPLE}.")
+        verify = value.get(VERIFY_KEY, False)
+        if not isinstance(verify, bool):
+            raise InvalidBackupRequest(f"{VERIFY_KEY!r} must be true or false.")
         return BackupRequest(
             _directory(root),
             include=_patterns(value.get("include"), "include"),
             exclude=_patterns(value.get("exclude"), "exclude"),
+            verify=verify,
         )
     if value is None:
         raise InvalidBackupRequest(f"A directory to back up is required, e.g. {EXAMPLE}.")
     raise InvalidBackupRequest(
         f"Expected a JSON string or object, got a JSON {_json_type(value)}; send e.g. {EXAMPLE}."
     )
-
-
-def parse_orchestration_input(value: object) -> tuple[BackupRequest, tuple[str, Tally] | None]:
-    """The request plus, for a continued generation, the cursor and the tally so far."""
-    if not (isinstance(value, dict) and CONTINUATION_KEY in value):
-        return parse_backup_request(value), None
-    rest = {k: v for k, v in value.items() if k != CONTINUATION_KEY}
-    carried = value[CONTINUATION_KEY]
-    try:
-        tally = Tally.from_json(carried)
-        after = carried[AFTER_KEY]
-    except (TypeError, KeyError, ValueError) as exc:
-        raise InvalidBackupRequest(f"Malformed {CONTINUATION_KEY!r}: {carried!r}.") from exc
-    if not isinstance(after, str):
-        raise InvalidBackupRequest(f"Malformed {CONTINUATION_KEY!r}: {carried!r}.")
-    return parse_backup_request(rest), (after, tally)
-
-
-def parse_listing_input(value: object) -> tuple[BackupRequest, str | None, int | None]:
-    """E2_GetFileList's input: a request, optionally with a page cursor and size."""
-    if not (isinstance(value, dict) and AFTER_KEY in value):
-        return parse_backup_request(value), None, None
-    rest = {k: v for k, v in value.items() if k not in (AFTER_KEY, LIMIT_KEY)}
-    after, limit = value[AFTER_KEY], value.get(LIMIT_KEY)
-    if not isinstance(after, str) or not (limit is None or (isinstance(limit, int) and limit > 0)):
-        raise InvalidBackupRequest(f"{AFTER_KEY!r} must be a path and {LIMIT_KEY!r} a positive number.")
-    return parse_backup_request(rest), after, limit
 
 
 def _directory(path: str) -> str:

@@ -1,20 +1,30 @@
-"""The backup package and the activities against a real Azurite (no storage mocks)."""
+"""The backup package and its activities against a real Azurite (no storage mocks).
+
+Most tests run a whole backup in this process: the real plan deciding, the real activities called as the
+worker calls them (``tests/support/local_run.py``).
+"""
 
 import hashlib
 import json
 import os
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContainerSasPermissions, generate_container_sas
+from azure.storage.blob import (
+    AccountSasPermissions,
+    BlobServiceClient,
+    ContainerClient,
+    ResourceTypes,
+    generate_account_sas,
+)
 
+from site_backup.copier import BLOCK_BYTES, CTIME_KEY, MD5_KEY, MTIME_KEY, RACY_SECONDS, SIZE_KEY
 from site_backup.errors import DirectoryNotAllowed, InvalidBackupRequest
-from site_backup.naming import BlobNameTooLong, blob_name_for
-from site_backup.service import copy_file_to_blob, list_backup_files
-from site_backup.storage import backup_container
-from site_backup.upload import BLOCK_SIZE, backup_file
+from site_backup.naming import blob_name_for
+from tests.support.local_run import run_locally
 from tests.support.worker import call_activity
 
 AWKWARD = {
@@ -24,112 +34,177 @@ AWKWARD = {
     "hash#and%percent/50%#1.csv": b"a,b\n1,2\n",
     "empty.bin": b"",
     "deep/" + "/".join(f"level{i}" for i in range(25)) + "/leaf.json": b'{"deep": true}',
-    "big/large.bin": os.urandom(BLOCK_SIZE + 123_457),
+    "big/large.bin": os.urandom(BLOCK_BYTES + 123_457),
 }
 
 
 @pytest.fixture
 def container(azurite, monkeypatch) -> ContainerClient:
-    """A fresh container per test, configured through the app settings the app reads."""
+    """Fresh containers per test, configured through the app settings the app reads."""
     name = f"t{uuid.uuid4().hex[:20]}"
     monkeypatch.setenv("BACKUP_STORAGE", azurite.connection_string)
     monkeypatch.setenv("BACKUP_CONTAINER", name)
+    monkeypatch.setenv("BACKUP_CATALOG_CONTAINER", f"{name}-catalog")
+    monkeypatch.delenv("BACKUP_TUNING", raising=False)
     return BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(name)
 
 
 @pytest.fixture
 def tree(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "site"
-    for rel, data in AWKWARD.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    write(root, AWKWARD)
     monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
     return root
 
 
-def run_activities(root: Path) -> list[int]:
-    """List and copy through the activity functions, exactly as the worker would call them."""
-    files = json.loads(call_activity("E2_GetFileList", json.dumps(str(root))))
-    return [json.loads(call_activity("E2_CopyFileToBlob", json.dumps(f))) for f in files]
+def write(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def tune(monkeypatch, **values: int) -> None:
+    monkeypatch.setenv("BACKUP_TUNING", json.dumps(values))
 
 
 def blob_state(container: ContainerClient) -> dict[str, tuple[str, object]]:
     return {b.name: (b.etag, b.last_modified) for b in container.list_blobs()}
 
 
-def test_listing_is_sorted_recursive_and_complete(tree):
-    files = list_backup_files(str(tree))
-    assert files == sorted(files, key=lambda p: Path(p).relative_to(tree).parts)
-    assert {Path(f).relative_to(tree).as_posix() for f in files} == set(AWKWARD)
+def activity(name: str, value: object) -> object:
+    return json.loads(call_activity(name, json.dumps(value)))
 
 
 def test_every_blob_equals_its_file(tree, container):
-    sizes = run_activities(tree)
-    assert sum(sizes) == sum(len(d) for d in AWKWARD.values())
+    run = run_locally(str(tree))
+    assert run.error is None
+    assert run.output == sum(len(d) for d in AWKWARD.values())
     blobs = {b.name: b for b in container.list_blobs(include=["metadata"])}
     assert len(blobs) == len(AWKWARD)
     for rel, data in AWKWARD.items():
         name = blob_name_for(tree / rel)
         assert name == str(tree / rel).lstrip("/")
-        downloaded = container.download_blob(name).readall()
-        assert downloaded == data, rel
+        assert container.download_blob(name).readall() == data, rel
         md5 = hashlib.md5(data).digest()
         assert bytes(blobs[name].content_settings.content_md5) == md5, rel
-        assert blobs[name].metadata["source_md5"] == md5.hex()
+        st = (tree / rel).stat()
+        assert blobs[name].metadata[MD5_KEY] == md5.hex()
+        assert blobs[name].metadata[SIZE_KEY] == str(st.st_size)
+        assert blobs[name].metadata[MTIME_KEY] == str(st.st_mtime_ns)
     assert blobs[blob_name_for(tree / "plain.txt")].content_settings.content_type == "text/plain"
+    assert run.status["filesUploaded"] == len(AWKWARD) and run.status["phase"] == "completed"
 
 
-def test_second_run_uploads_nothing(tree, container):
-    first = run_activities(tree)
+def test_the_work_area_is_emptied_at_the_end(tree, container, azurite):
+    run_locally(str(tree))
+    catalog = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
+        f"{container.container_name}-catalog"
+    )
+    assert list(catalog.list_blobs(name_starts_with="work/")) == []
+
+
+def settle() -> None:
+    """Let the files' change times age past the "just modified" window, so their copies record them."""
+    time.sleep(RACY_SECONDS + 0.2)
+
+
+def test_an_unchanged_rerun_reads_no_file_and_uploads_nothing(tree, container):
+    settle()
+    first = run_locally(str(tree))
     before = blob_state(container)
-    second = run_activities(tree)
-    assert second == first  # the backup still holds every byte
+    again = run_locally(str(tree))
+    assert again.output == first.output  # the backup still holds every byte
     assert blob_state(container) == before
+    assert again.status["filesUnchanged"] == len(AWKWARD)
+    assert [c.step.value for c in again.calls] == ["count", "list", "finish"]  # no copy activity at all
 
 
-def test_changed_file_of_the_same_size_is_uploaded_again(tree, container):
-    run_activities(tree)
+def test_a_changed_file_of_the_same_size_is_uploaded_again(tree, container):
+    run_locally(str(tree))
     path = tree / "plain.txt"
     before = blob_state(container)
     path.write_bytes(b"HELLO\n")
-    run_activities(tree)
+    run_locally(str(tree))
     after = blob_state(container)
     name = blob_name_for(path)
     assert after[name] != before[name]
     assert container.download_blob(name).readall() == b"HELLO\n"
-    assert {k: v for k, v in after.items() if k != name} == {k: v for k, v in before.items() if k != name}
 
 
-def test_same_size_and_mtime_but_new_content_is_detected_by_md5(tree, container):
-    run_activities(tree)
+def test_same_size_and_restored_mtime_is_still_a_change(tree, container):
+    """A rewrite that keeps the size and puts the mtime back still moves the ctime, which cannot be set."""
+    run_locally(str(tree))
     path = tree / "hash#and%percent/50%#1.csv"
     st = path.stat()
     path.write_bytes(b"x,y\n3,4\n")
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    run_activities(tree)
+    run_locally(str(tree))
     assert container.download_blob(blob_name_for(path)).readall() == b"x,y\n3,4\n"
 
 
-def test_many_blocks_with_a_small_block_size(tmp_path, container, monkeypatch):
+def test_verify_rehashes_the_files_instead_of_trusting_their_times(tree, container):
+    """A stored copy that records the file's very size and times but holds other bytes (the file changed again
+    within one timestamp tick, say) is only caught by reading the file: what ``verify`` does."""
+    settle()
+    run_locally(str(tree))
+    name = blob_name_for(tree / "plain.txt")
+    blob = container.get_blob_client(name)
+    recorded = dict(blob.get_blob_properties().metadata)
+    recorded[MD5_KEY] = hashlib.md5(b"other!").hexdigest()
+    blob.upload_blob(b"other!", overwrite=True, metadata=recorded)  # same size as "hello\n"
+    trusting = run_locally(str(tree))
+    assert container.download_blob(name).readall() == b"other!"
+    assert trusting.status["filesUploaded"] == 0
+    verified = run_locally({"rootDirectory": str(tree), "verify": True})
+    assert container.download_blob(name).readall() == b"hello\n"
+    assert verified.status["filesUploaded"] == 1
+    assert verified.status["filesUnchanged"] == len(AWKWARD) - 1
+
+
+def test_a_stored_copy_without_times_is_hashed_not_uploaded_again(tree, container):
+    """Copies made by an earlier version (no ctime recorded) cost a read and a metadata update, not an upload."""
+    run_locally(str(tree))
+    name = blob_name_for(tree / "plain.txt")
+    blob = container.get_blob_client(name)
+    metadata = dict(blob.get_blob_properties().metadata)
+    metadata.pop(CTIME_KEY, None)
+    blob.set_blob_metadata(metadata)
+    run = run_locally(str(tree))
+    assert run.status["filesUploaded"] == 0
+    assert container.download_blob(name).readall() == b"hello\n"
+
+
+def test_a_file_modified_just_now_is_not_recorded_as_settled(tmp_path, container, monkeypatch):
+    """Within the same timestamp tick a file could change again unseen; its copy waits a run for its ctime."""
     monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
-    data = os.urandom(1_000_003)
-    path = tmp_path / "blocks.bin"
-    path.write_bytes(data)
-    result = backup_file(backup_container(), str(path), [tmp_path], block_size=64 * 1024)
-    assert (result.outcome, result.size) == ("uploaded", len(data))
-    blob = container.get_blob_client(blob_name_for(path))
-    assert blob.download_blob().readall() == data
-    committed, _ = blob.get_block_list("committed")
-    assert len(committed) == 16
-    assert bytes(blob.get_blob_properties().content_settings.content_md5) == hashlib.md5(data).digest()
+    (tmp_path / "fresh.txt").write_bytes(b"just written")
+    run_locally(str(tmp_path))
+    name = blob_name_for(tmp_path / "fresh.txt")
+    assert CTIME_KEY not in container.get_blob_client(name).get_blob_properties().metadata
+    settle()
+    again = run_locally(str(tmp_path))
+    assert again.status["filesUploaded"] == 0  # hashed: the same bytes, so only its record is completed
+    assert CTIME_KEY in container.get_blob_client(name).get_blob_properties().metadata
 
 
-def test_file_deleted_after_listing_counts_zero(tree, container):
-    files = list_backup_files(str(tree))
-    Path(files[0]).unlink()
-    assert copy_file_to_blob(files[0]) == 0
-    assert blob_name_for(files[0]) not in blob_state(container)
+def test_a_file_deleted_after_the_listing_counts_as_vanished(tree, container, monkeypatch):
+    page = activity("E2_GetFileList", page_request(str(tree)))
+    (tree / "plain.txt").unlink()
+    results = [activity("E2_CopyFileToBlob", unit) for unit in page["units"]]
+    assert sum(r["vanished"] for r in results) == 1
+    assert sum(r["failed"] for r in results) == 0
+    assert blob_name_for(tree / "plain.txt") not in blob_state(container)
+
+
+def page_request(root: str, cursor: dict | None = None, **request: object) -> dict:
+    return {
+        "request": {"rootDirectory": root, **request},
+        "run": f"r{uuid.uuid4().hex}",
+        "cursor": cursor or {"after": None, "marker": None, "nextUnit": 0},
+        "tuning": None,
+    }
 
 
 def test_two_roots_never_collide(tmp_path, container, monkeypatch):
@@ -137,9 +212,16 @@ def test_two_roots_never_collide(tmp_path, container, monkeypatch):
     for site in ("one", "two"):
         (tmp_path / site / "logs").mkdir(parents=True)
         (tmp_path / site / "logs" / "app.log").write_text(site)
-        run_activities(tmp_path / site)
+        run_locally(str(tmp_path / site))
     names = sorted(blob_state(container))
     assert names == [blob_name_for(tmp_path / s / "logs" / "app.log") for s in ("one", "two")]
+
+
+def listed(root: Path, **request: object) -> list[str]:
+    return [
+        Path(f).relative_to(root).as_posix()
+        for f in activity("E2_GetFileList", {"rootDirectory": str(root), **request})
+    ]
 
 
 def test_symlinks_stay_inside_the_root_and_never_loop(tmp_path, monkeypatch):
@@ -152,19 +234,25 @@ def test_symlinks_stay_inside_the_root_and_never_loop(tmp_path, monkeypatch):
     (root / "escape-dir").symlink_to(tmp_path)
     (root / "dir" / "loop").symlink_to(root)
     (root / "alias.txt").symlink_to(root / "dir" / "file.txt")
-    files = {Path(f).relative_to(root).as_posix() for f in list_backup_files(str(root))}
-    assert files == {"dir/file.txt", "alias.txt"}
+    assert set(listed(root)) == {"dir/file.txt", "alias.txt"}
+
+
+def test_a_symlink_to_a_file_inside_the_root_is_backed_up_with_the_target_bytes(tmp_path, container, monkeypatch):
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "file.txt").write_text("target")
+    (tmp_path / "alias.txt").symlink_to(tmp_path / "dir" / "file.txt")
+    assert run_locally(str(tmp_path)).output == 12
+    assert container.download_blob(blob_name_for(tmp_path / "alias.txt")).readall() == b"target"
 
 
 def test_include_and_exclude_patterns(tree):
-    request = {"rootDirectory": str(tree), "include": ["*.txt", "*.md"], "exclude": ["with space/**"]}
-    files = {Path(f).relative_to(tree).as_posix() for f in list_backup_files(request)}
-    assert files == {"plain.txt", "unicode/ünïcødé-文件.md"}
-    deep = {
-        Path(f).relative_to(tree).as_posix()
-        for f in list_backup_files({"rootDirectory": str(tree), "exclude": ["deep", "big"]})
+    assert set(listed(tree, include=["*.txt", "*.md"], exclude=["with space/**"])) == {
+        "plain.txt",
+        "unicode/ünïcødé-文件.md",
     }
-    assert not any(f.startswith(("deep/", "big/")) for f in deep) and "plain.txt" in deep
+    rest = listed(tree, exclude=["deep", "big"])
+    assert not any(f.startswith(("deep/", "big/")) for f in rest) and "plain.txt" in rest
 
 
 def test_activities_refuse_paths_outside_the_allowed_roots(tree, container, monkeypatch, tmp_path):
@@ -172,14 +260,49 @@ def test_activities_refuse_paths_outside_the_allowed_roots(tree, container, monk
     outside.write_text("not yours")
     try:
         with pytest.raises(DirectoryNotAllowed):
-            copy_file_to_blob(str(outside))
+            call_activity("E2_CopyFileToBlob", json.dumps(str(outside)))
         with pytest.raises(DirectoryNotAllowed):
-            list_backup_files(str(tmp_path.parent))
+            call_activity("E2_GetFileList", json.dumps(str(tmp_path.parent)))
         with pytest.raises(InvalidBackupRequest):
-            copy_file_to_blob("relative/path.txt")
+            call_activity("E2_CopyFileToBlob", json.dumps("relative/path.txt"))
     finally:
         outside.unlink()
     assert not container.exists() or blob_state(container) == {}
+
+
+def test_a_forged_manifest_cannot_reach_outside_the_root(tree, container, azurite):
+    """Manifests live in storage; one written by hand may not climb out with '..' or name another root."""
+    catalog = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
+        f"{container.container_name}-catalog"
+    )
+    catalog.create_container()
+    climbing = {
+        "version": 1,
+        "root": str(tree),
+        "rootIno": tree.stat().st_ino,
+        "prefix": "x/",
+        "entries": [["../../etc/passwd", 1, 0, 0, 0, None, None, 0]],
+    }
+    catalog.upload_blob("work/forged/1.json", json.dumps(climbing))
+    unit = {"number": 1, "manifest": "work/forged/1.json", "files": 1, "bytes": 1}
+    with pytest.raises(InvalidBackupRequest, match="not a relative path below the root"):
+        call_activity("E2_CopyFileToBlob", json.dumps(unit))
+    elsewhere = {**climbing, "root": "/etc", "entries": [["passwd", 1, 0, 0, 0, None, None, 0]]}
+    catalog.upload_blob("work/forged/2.json", json.dumps(elsewhere))
+    with pytest.raises(DirectoryNotAllowed):
+        call_activity("E2_CopyFileToBlob", json.dumps({**unit, "manifest": "work/forged/2.json"}))
+    assert not container.exists() or blob_state(container) == {}
+
+
+def test_a_copy_on_an_instance_without_the_listed_directory_fails_its_files(tree, container, monkeypatch, tmp_path):
+    """Scale-out without shared storage: the listed root is not there (or is another directory) elsewhere."""
+    page = activity("E2_GetFileList", page_request(str(tree)))
+    moved = tmp_path / "moved"
+    tree.rename(moved)
+    tree.mkdir()  # a directory of the same name, but not the one that was listed
+    results = [activity("E2_CopyFileToBlob", unit) for unit in page["units"]]
+    assert sum(r["failed"] for r in results) == len(AWKWARD)
+    assert "not the one that was listed" in results[0]["failures"][0]
 
 
 def test_very_deep_tree_is_listed_without_recursion_limits(tmp_path, monkeypatch):
@@ -190,7 +313,7 @@ def test_very_deep_tree_is_listed_without_recursion_limits(tmp_path, monkeypatch
         deep.mkdir()
     (deep / "leaf").write_text("x")
     try:
-        assert list_backup_files(str(tmp_path)) == [str(deep / "leaf")]
+        assert activity("E2_GetFileList", str(tmp_path)) == [str(deep / "leaf")]
     finally:  # pytest's own clean-up (shutil.rmtree) recurses per level, so remove it here
         (deep / "leaf").unlink()
         while deep != tmp_path:
@@ -198,66 +321,69 @@ def test_very_deep_tree_is_listed_without_recursion_limits(tmp_path, monkeypatch
             deep = deep.parent
 
 
-def test_a_path_too_long_for_a_blob_name_fails_clearly(tmp_path, container, monkeypatch):
+def test_a_path_too_long_for_a_blob_name_fails_clearly_and_the_rest_is_backed_up(tmp_path, container, monkeypatch):
     monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
     deep = tmp_path.joinpath(*["d"] * 300)
-    deep.mkdir(parents=True)  # 300 levels: within the recursion limit
+    deep.mkdir(parents=True)
     (deep / "leaf").write_text("x")
-    with pytest.raises(BlobNameTooLong, match="exclude"):
-        copy_file_to_blob(str(deep / "leaf"))
+    (tmp_path / "ok.txt").write_text("fine")
+    run = run_locally(str(tmp_path))
+    assert run.error is not None and "cannot be a blob name" in run.error and "exclude" in run.error
+    assert run.error.startswith("1 of 2 file(s) could not be backed up (the other 1, 4 bytes, were)")
+    assert list(blob_state(container)) == [blob_name_for(tmp_path / "ok.txt")]
 
 
-def test_listing_pages_cover_the_tree_exactly_once_in_order(tmp_path, monkeypatch):
-    """Pages (after + limit) as used by continued generations, including names that sort
-    differently as strings than as paths ("a-c" < "a/b" as text, but "a/b" is listed first)."""
+def test_pages_and_units_cover_the_tree_exactly_once_in_blob_name_order(tmp_path, container, monkeypatch):
+    """Small pages and units, names that sort differently as paths and as blob names ("a-c" before "a/b")."""
     monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
-    names = ["a/b", "a-c", "a/z/1", "a/z/2", "b", "c/d/e/f", "c/d/g", "ü", "#x", "%y"]
-    write = {n: n.encode() for n in names}
-    for rel, data in write.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_bytes(data)
-    everything = list_backup_files(str(tmp_path))
-    assert len(everything) == len(names)
-    for limit in (1, 3, 4):
-        pages: list[str] = []
-        after = None
-        while True:
-            request = {"rootDirectory": str(tmp_path), **({"after": after, "limit": limit} if after else {})}
-            page = list_backup_files(request) if after else list_backup_files(request)[:limit]
-            pages.extend(page)
-            if len(page) < limit:
-                break
-            after = page[-1]
-        assert pages == everything, limit
+    names = ["a/b", "a-c", "a/z/1", "a/z/2", "b", "c/d/e/f", "c/d/g", "ü", "#x", "%y", "a.txt", "a b/c"]
+    write(tmp_path, {n: n.encode() for n in names})
+    everything = activity("E2_GetFileList", str(tmp_path))
+    assert [Path(f).relative_to(tmp_path).as_posix() for f in everything] == sorted(names)
+    tune(monkeypatch, batchFiles=2, pageUnits=2)
+    run = run_locally(str(tmp_path))
+    assert run.output == sum(len(n.encode()) for n in names)
+    pages = [c for c in run.calls if c.step.value == "list"]
+    assert len(pages) == 3
+    assert sorted(blob_state(container)) == sorted(blob_name_for(tmp_path / n) for n in names)
 
 
-def test_listing_cursor_outside_the_root_is_refused(tmp_path, monkeypatch):
+def test_a_malformed_cursor_is_refused(tmp_path, container, monkeypatch):
     monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
     (tmp_path / "f").write_text("x")
     with pytest.raises(InvalidBackupRequest, match="cursor"):
-        list_backup_files({"rootDirectory": str(tmp_path), "after": "/elsewhere/f", "limit": 5})
+        call_activity("E2_GetFileList", json.dumps(page_request(str(tmp_path), {"after": "/etc/x", "nextUnit": 0})))
 
 
-def test_a_credential_scoped_to_the_container_can_back_up(azurite, tmp_path, monkeypatch):
-    """Least privilege: a container SAS cannot create containers (403), yet the container exists."""
+def test_a_sas_connection_string_can_back_up(azurite, tmp_path, monkeypatch):
+    """No account key in the settings: a SAS, without the right to create containers, given existing ones."""
     name = f"t{uuid.uuid4().hex[:20]}"
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     service.create_container(name)
-    sas = generate_container_sas(
+    service.create_container(f"{name}-catalog")
+    sas = generate_account_sas(
         service.account_name,
-        name,
-        account_key=service.credential.account_key,
-        permission=ContainerSasPermissions(read=True, write=True, create=True, add=True),
+        service.credential.account_key,
+        resource_types=ResourceTypes(container=True, object=True),
+        permission=AccountSasPermissions(read=True, write=True, list=True, add=True, create=True, delete=True),
         expiry=datetime.now(UTC) + timedelta(hours=1),
     )
-    blob_endpoint = service.url.rstrip("/")
-    monkeypatch.setenv("BACKUP_STORAGE", f"BlobEndpoint={blob_endpoint};SharedAccessSignature={sas}")
+    monkeypatch.setenv("BACKUP_STORAGE", f"BlobEndpoint={azurite.blob_endpoint};SharedAccessSignature={sas}")
     monkeypatch.setenv("BACKUP_CONTAINER", name)
+    monkeypatch.setenv("BACKUP_CATALOG_CONTAINER", f"{name}-catalog")
     monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
     (tmp_path / "f.txt").write_text("least privilege")
-    assert copy_file_to_blob(str(tmp_path / "f.txt")) == 15
+    assert run_locally(str(tmp_path)).output == 15
+    assert call_activity("E2_CopyFileToBlob", json.dumps(str(tmp_path / "f.txt"))) == "15"
     blob = service.get_container_client(name).download_blob(blob_name_for(tmp_path / "f.txt"))
     assert blob.readall() == b"least privilege"
+
+
+def test_the_seed_contract_copies_one_path_and_returns_its_bytes(tree, container):
+    path = tree / "with space" / "file name.txt"
+    assert call_activity("E2_CopyFileToBlob", json.dumps(str(path))) == str(len(AWKWARD["with space/file name.txt"]))
+    assert container.download_blob(blob_name_for(path)).readall() == b"spaces in both\n"
+    assert call_activity("E2_CopyFileToBlob", json.dumps(str(tree / "gone.txt"))) == "0"
 
 
 def test_backslash_in_a_name_never_merges_two_files(tmp_path, container, monkeypatch):
@@ -266,8 +392,9 @@ def test_backslash_in_a_name_never_merges_two_files(tmp_path, container, monkeyp
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "y").write_text("y inside x")
     (tmp_path / "x\\y").write_text("one file named x-backslash-y")
-    run_activities(tmp_path)
-    assert run_activities(tmp_path)  # a second run: both unchanged, neither overwrites the other
+    run_locally(str(tmp_path))
+    again = run_locally(str(tmp_path))  # a second run: each is still its own blob
+    assert again.error is None
     names = sorted(blob_state(container))
     assert names == sorted([blob_name_for(tmp_path / "x" / "y"), blob_name_for(tmp_path) + "/x%5Cy"])
     assert container.download_blob(blob_name_for(tmp_path / "x\\y")).readall() == b"one file named x-backslash-y"
@@ -279,28 +406,23 @@ def test_names_that_are_not_utf8_are_backed_up(tmp_path, container, monkeypatch)
     raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt")
     with open(raw, "wb") as f:
         f.write(b"latin-1 name")
-    listed = json.loads(call_activity("E2_GetFileList", json.dumps(str(tmp_path))))
-    assert len(listed) == 1 and listed[0].isascii()  # travels safely through any JSON host
-    assert json.loads(call_activity("E2_CopyFileToBlob", json.dumps(listed[0]))) == 12
+    listing = activity("E2_GetFileList", str(tmp_path))
+    assert len(listing) == 1 and listing[0].isascii()  # travels safely through any JSON host
+    assert call_activity("E2_CopyFileToBlob", json.dumps(listing[0])) == "12"
+    assert run_locally(str(tmp_path)).output == 12
     [name] = blob_state(container)
     assert name == blob_name_for(tmp_path) + "/caf%E9.txt"
     assert container.download_blob(name).readall() == b"latin-1 name"
 
 
-def test_symlinked_directories_are_not_copied_twice_and_pages_agree(tmp_path, monkeypatch):
+def test_symlinked_directories_are_not_copied_twice_and_pages_agree(tmp_path, container, monkeypatch):
     monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
-    for name in ("a/f0", "a/f1", "a/f2", "b0", "b1", "b2"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(name)
+    write(tmp_path, {name: name.encode() for name in ("a/f0", "a/f1", "a/f2", "b0", "b1", "b2")})
     (tmp_path / "c_link").symlink_to(tmp_path / "a")
-    everything = list_backup_files(str(tmp_path))
-    assert [Path(f).relative_to(tmp_path).as_posix() for f in everything] == ["a/f0", "a/f1", "a/f2", "b0", "b1", "b2"]
-    pages = everything[:2]
-    after = pages[-1]
-    while page := list_backup_files({"rootDirectory": str(tmp_path), "after": after, "limit": 2}):
-        pages.extend(page)
-        after = page[-1]
-    assert pages == everything
+    assert listed(tmp_path) == ["a/f0", "a/f1", "a/f2", "b0", "b1", "b2"]
+    tune(monkeypatch, batchFiles=1, pageUnits=2)
+    assert run_locally(str(tmp_path)).output == 18
+    assert len(blob_state(container)) == 6
 
 
 def test_names_that_would_share_a_blob_are_refused_not_merged(tmp_path, monkeypatch):
@@ -308,5 +430,5 @@ def test_names_that_would_share_a_blob_are_refused_not_merged(tmp_path, monkeypa
     (tmp_path / "a\\b").write_text("backslash")
     (tmp_path / "a%5Cb").write_text("literal percent")
     with pytest.raises(InvalidBackupRequest, match=r"same blob name 'a%5Cb'.*exclude"):
-        list_backup_files(str(tmp_path))
-    assert len(list_backup_files({"rootDirectory": str(tmp_path), "exclude": ["a%5Cb"]})) == 1
+        call_activity("E2_GetFileList", json.dumps(str(tmp_path)))
+    assert len(listed(tmp_path, exclude=["a%5Cb"])) == 1

@@ -138,8 +138,11 @@ BAD_BODIES = [
     (b'{"rootDirectory": "/x", "include": "  "}', 400, "'include' must be a list"),
     (b'""', 400, "directory is empty"),
     (b'"site/wwwroot"', 400, "must be an absolute path"),
-    (b"[" * 100_000, 400, "nests JSON too deeply"),
+    (b"[" * 30_000, 400, "nests JSON too deeply"),
     (b'"/tmp/\\ud800"', 400, "cannot be used"),
+    (b'{"rootDirectory": "/x", "verify": "yes"}', 400, "'verify' must be true or false"),
+    (b'{"rootDirectory": "/x", "exclude": ["' + b"*a" * 300 + b'"]}', 400, "at most 512"),
+    (json.dumps({"rootDirectory": "/x", "exclude": ["x" * 500] * 80}).encode(), 413, "at most 32768"),
 ]
 
 

@@ -14,7 +14,16 @@ def _bindings(name: str) -> list[dict]:
 
 
 def test_exactly_the_expected_functions():
-    assert sorted(app_functions()) == ["E2_BackupSiteContent", "E2_CopyFileToBlob", "E2_GetFileList", "http_start"]
+    assert sorted(app_functions()) == [
+        "E2_BackupSiteContent",
+        "E2_CommitFileSegments",
+        "E2_CopyFileToBlob",
+        "E2_CountFiles",
+        "E2_FinishBackup",
+        "E2_GetFileList",
+        "E2_StageFileSegment",
+        "http_start",
+    ]
 
 
 def test_http_starter_route_method_auth_and_client_binding():

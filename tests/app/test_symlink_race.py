@@ -10,6 +10,7 @@ files show up within a few thousand attempts, and on correct code they never can
 import contextlib
 import ctypes
 import errno
+import json
 import os
 import threading
 import time
@@ -23,7 +24,7 @@ from azure.storage.blob import BlobServiceClient
 
 from site_backup.errors import BackupError
 from site_backup.fsaccess import PathGone, open_file_below, open_regular_file
-from site_backup.service import copy_file_to_blob, list_backup_files
+from tests.support.worker import call_activity
 
 RENAME_EXCHANGE = 2
 AT_FDCWD = -100
@@ -99,7 +100,7 @@ def test_the_copy_never_reads_through_a_swapped_in_symlink(azurite, swapped_tree
             for path in paths:
                 # A copy may fail while its file is swapped ("changed while it was read"); it may not leak.
                 with contextlib.suppress(BackupError, OSError):
-                    copied += copy_file_to_blob(path) > 0
+                    copied += int(call_activity("E2_CopyFileToBlob", json.dumps(path))) > 0
     client = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(container)
     contents = {b.name: client.download_blob(b.name).readall() for b in client.list_blobs()}
     assert copied > 0, "the race never let a copy through: the test proved nothing"
@@ -115,7 +116,7 @@ def test_the_listing_never_enters_a_swapped_in_symlink(swapped_tree):
         deadline = time.monotonic() + RACE_SECONDS
         while time.monotonic() < deadline:
             try:
-                seen.update(Path(p).name for p in list_backup_files(str(site)))
+                seen.update(Path(p).name for p in json.loads(call_activity("E2_GetFileList", json.dumps(str(site)))))
             except (BackupError, OSError):  # a listing may fail while its tree is swapped; it may not leak
                 continue
             listings += 1

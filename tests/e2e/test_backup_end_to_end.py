@@ -12,7 +12,7 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from site_backup.plan import GENERATION_SIZE
+from site_backup.copier import RACY_SECONDS
 from tests.support.devhost_process import DevhostProcess, running_devhost
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +29,10 @@ AWKWARD = {
 }
 
 
+# Small work units, pages and generations, so a tree of a couple of thousand files exercises all of them.
+SMALL_TUNING = {"batchFiles": 40, "pageUnits": 6, "window": 4, "unitsPerExecution": 12}
+
+
 @pytest.fixture
 def backup_env(azurite, tmp_path) -> dict[str, str]:
     container = f"e2e{uuid.uuid4().hex[:16]}"
@@ -37,7 +41,9 @@ def backup_env(azurite, tmp_path) -> dict[str, str]:
         "AzureWebJobsStorage": azurite.connection_string,
         "BACKUP_STORAGE": azurite.connection_string,
         "BACKUP_CONTAINER": container,
+        "BACKUP_CATALOG_CONTAINER": f"{container}-catalog",
         "BACKUP_ALLOWED_ROOTS": str(tmp_path),
+        "BACKUP_TUNING": "",
     }
 
 
@@ -86,6 +92,7 @@ def blob_state(container: ContainerClient) -> dict[str, str]:
 
 def test_backup_of_an_awkward_tree_then_a_rerun_that_uploads_nothing(host, container, tmp_path):
     root = write_tree(tmp_path / "site", AWKWARD)
+    time.sleep(RACY_SECONDS + 0.2)  # files changed just now are hashed again by the next run; these have settled
     response = start(host, str(root))
     assert response.status_code == 202
     assert response.headers["Retry-After"] == "10"
@@ -107,6 +114,7 @@ def test_backup_of_an_awkward_tree_then_a_rerun_that_uploads_nothing(host, conta
     again = wait_for_completion(start(host, {"rootDirectory": str(root)}).headers["Location"])
     assert again["runtimeStatus"] == "Completed"
     assert again["output"] == status["output"]
+    assert (again["customStatus"]["filesUnchanged"], again["customStatus"]["filesUploaded"]) == (len(AWKWARD), 0)
     assert blob_state(container) == before
 
 
@@ -130,10 +138,11 @@ def test_bad_requests_over_http_start_nothing(host, tmp_path):
 
 
 def test_sigkill_during_a_backup_then_restart_completes_the_same_instance(backup_env, container, tmp_path):
-    """A tree bigger than one generation: killed in the first, it finishes in the second after a restart."""
-    files = {f"d{i % 10}/file-{i:04d}.txt": f"{i}\n".encode() * (1 + i % 50) for i in range(GENERATION_SIZE + 100)}
+    """Many units, pages and generations: killed midway, it finishes after a restart, every file once."""
+    files = {f"d{i % 10}/file-{i:04d}.txt": f"{i}\n".encode() * (1 + i % 50) for i in range(2_100)}
     root = write_tree(tmp_path / "site", files)
     hub = tmp_path / "hub.sqlite"
+    backup_env = {**backup_env, "BACKUP_TUNING": json.dumps(SMALL_TUNING)}
     first = DevhostProcess(PROJECT_ROOT, hub=hub, env=backup_env).start()
     try:
         response = start(first, str(root))
@@ -153,7 +162,9 @@ def test_sigkill_during_a_backup_then_restart_completes_the_same_instance(backup
         final = wait_for_completion(status_url)
     assert final["runtimeStatus"] == "Completed"
     assert final["output"] == sum(len(d) for d in files.values())
-    assert json.loads(final["input"])["continuation"]["filesDone"] == GENERATION_SIZE
+    assert final["customStatus"]["generation"] > 2
+    assert json.loads(final["input"])["plan"]["generation"] == final["customStatus"]["generation"]
+    assert final["customStatus"]["filesDone"] == len(files)
     blobs = {b.name: b.size for b in container.list_blobs()}
     assert blobs == {str(root / rel).lstrip("/"): len(data) for rel, data in files.items()}
 
@@ -174,9 +185,14 @@ def test_a_file_that_cannot_be_backed_up_is_named_the_rest_is_backed_up_and_excl
     assert failed["customStatus"] == {
         "phase": "failed",
         "filesTotal": 2,
+        "bytesTotal": 5,
         "filesDone": 2,
         "bytesDone": 4,
+        "filesUploaded": 1,
+        "filesUnchanged": 0,
+        "filesVanished": 0,
         "filesFailed": 1,
+        "generation": 1,
     }
     assert [b.name for b in container.list_blobs()] == [str(root / "ok.txt").lstrip("/")]  # the rest got through
 

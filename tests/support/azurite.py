@@ -16,11 +16,16 @@ KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr
 
 @dataclass(frozen=True)
 class Azurite:
-    """A running Azurite: its ports and the connection string that reaches it."""
+    """A running Azurite: its ports, its process id and the connection string that reaches it."""
 
     blob_port: int
     queue_port: int
     table_port: int
+    pid: int = 0
+
+    @property
+    def blob_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.blob_port}/{ACCOUNT}"
 
     @property
     def connection_string(self) -> str:
@@ -34,12 +39,12 @@ class Azurite:
 
 
 @contextmanager
-def running_azurite() -> Iterator[Azurite]:
-    """Start the project's Azurite in memory on free ports; always stop it."""
+def running_azurite(in_memory: bool = True, parent: Path | None = None) -> Iterator[Azurite]:
+    """Start the project's Azurite on free ports, in memory or on disk (in a fresh folder); always stop it."""
     ports = AzuritePorts(free_port(), free_port(), free_port())
-    with tempfile.TemporaryDirectory(prefix="azurite-") as location:
-        child = start_azurite(Path(location), Path(location) / "azurite.log", ports, in_memory=True)
+    with tempfile.TemporaryDirectory(prefix="azurite-", dir=parent) as location:
+        child = start_azurite(Path(location), Path(location) / "azurite.log", ports, in_memory=in_memory)
         try:
-            yield Azurite(ports.blob, ports.queue, ports.table)
+            yield Azurite(ports.blob, ports.queue, ports.table, child.process.pid)
         finally:
             child.stop()

@@ -1,9 +1,12 @@
 """Call the app's functions the way the Python worker does (protocol reference §3)."""
 
+import asyncio
 import inspect
 import json
+import threading
+from collections.abc import Coroutine
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.functions import meta
 from azure.functions.decorators.function_app import Function
@@ -33,11 +36,28 @@ def call_orchestrator(name: str, context: dict[str, Any]) -> tuple[str, dict[str
         return ("failed", json.loads(state)) if sep else ("crashed", f"{type(exc).__name__}: {exc}")
 
 
+_T = TypeVar("_T")
+
+
+@cache
+def worker_loop() -> asyncio.AbstractEventLoop:
+    """One long-lived event loop in a thread, like the Python worker's, on which async functions run."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="worker-loop", daemon=True).start()
+    return loop
+
+
+def run_on_worker_loop(coroutine: Coroutine[Any, Any, _T], timeout: float = 600) -> _T:
+    """Run a coroutine on the worker loop and wait for it (storage connections stay bound to that loop)."""
+    return asyncio.run_coroutine_threadsafe(coroutine, worker_loop()).result(timeout)
+
+
 def call_activity(name: str, action_input: str) -> str:
     """Run an activity with the action's input text; returns the TaskCompleted.Result text."""
     fn = app_functions()[name]
     param = next(b.name for b in fn.get_bindings() if b.type == "activityTrigger")
     arg = ActivityTriggerConverter.decode(meta.Datum(value=action_input, type="string"), trigger_metadata=None)
     out = fn.get_user_function()(**{param: arg})
-    assert not inspect.isawaitable(out), "activities of this app are synchronous"
+    if inspect.isawaitable(out):
+        out = run_on_worker_loop(out)
     return ActivityTriggerConverter.encode(out, expected_type=None).value

@@ -1,0 +1,470 @@
+"""Copy files into blobs: streamed, verified, idempotent, and skipped when storage already holds them.
+
+- **Small files** (up to ``SINGLE_PUT_LIMIT``) go up in one Put Blob. Larger ones are read once, in order,
+  as blocks staged in parallel and committed with Put Block List, so the whole-file MD5 comes from exactly
+  the bytes sent. Every request carries the MD5 of its body, which storage checks.
+- **Commit only if unchanged.** The file is opened once (``fsaccess``) and read only through that
+  descriptor; its identity (inode, size, mtime, ctime) must be the same after the read as before, or it is
+  read again (up to ``READ_ATTEMPTS`` times) and then reported as failed. A blob is the complete old copy
+  or the complete new one.
+- **Skips.** When the stored copy has the same size, the file is hashed first and nothing is uploaded if
+  the MD5 is the stored one; only its metadata is brought up to date.
+- **Large files** are staged segment by segment by several activities (``stage_segment``), with block ids
+  derived from the file's identity, and committed by one (``commit_segments``), which hashes the file
+  again and checks that it did not change since it was listed.
+- **Bounded resources.** Files are read on a small thread pool, never on the event loop; the bytes held in
+  memory, the files being copied and the blocks in flight are bounded per process, whatever the number of
+  activities running at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import heapq
+import logging
+import math
+import mimetypes
+import os
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .blobstore import BlobStore, StorageRequestFailed
+from .errors import FileChangedDuringBackup
+from .fsaccess import FileIdentity, OpenFile, PathGone, read_up_to
+from .messages import CopyResult, short
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+SINGLE_PUT_LIMIT = 4 * MiB
+BLOCK_BYTES = 8 * MiB
+MAX_BLOCKS = 50_000
+READ_ATTEMPTS = 3
+BLOCKS_IN_FLIGHT = 4  # per file
+FILES_IN_FLIGHT_PER_UNIT = 32
+FILES_IN_FLIGHT = 64  # per process, across every activity running in it
+BUFFERED_BYTES = 96 * MiB  # per process: file contents held in memory at once
+IO_THREADS = 16
+# A file modified this recently may be modified again within the same timestamp tick without its times
+# changing; its stored copy is not recorded as matching the file's ctime, so the next run hashes it.
+RACY_SECONDS = 2
+
+SIZE_KEY, MTIME_KEY, CTIME_KEY, MD5_KEY = "source_size", "source_mtime_ns", "source_ctime_ns", "source_md5"
+
+_T = TypeVar("_T")
+_io_pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="backup-io")
+
+
+async def in_io_thread(fn: Callable[..., _T], *args: Any) -> _T:
+    """Run blocking file-system work off the event loop, so a slow or hung mount cannot stall it."""
+    return await asyncio.get_running_loop().run_in_executor(_io_pool, fn, *args)
+
+
+class ByteBudget:
+    """Bytes that may be held in memory at once; a request bigger than the budget waits until it is all free."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self, amount: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.used == 0 or self.used + amount <= self.limit)
+            self.used += amount
+
+    async def release(self, amount: int) -> None:
+        async with self._changed:
+            self.used -= amount
+            self._changed.notify_all()
+
+
+class PrioritySlots:
+    """Slots for files being copied, given to the lowest priority number first (ties: first come).
+
+    Units of work that share a process then finish one after the other instead of all at the very end, so
+    the backup's progress moves steadily, and the first units listed are the first done.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = 0
+
+    async def acquire(self, priority: int) -> None:
+        if self.free > 0 and not self._waiting:
+            self.free -= 1
+            return
+        self._order += 1
+        waiter = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, self._order, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was handed over just as this waiter was cancelled
+            else:
+                self._waiting = [w for w in self._waiting if w[2] is not waiter]
+                heapq.heapify(self._waiting)
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            _, _, waiter = heapq.heappop(self._waiting)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+
+@dataclass
+class Limits:
+    """What one process (one event loop) allows at once."""
+
+    files: PrioritySlots
+    memory: ByteBudget
+
+
+_limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Limits] = weakref.WeakKeyDictionary()
+
+
+def limits() -> Limits:
+    loop = asyncio.get_running_loop()
+    found = _limits.get(loop)
+    if found is None:
+        found = _limits[loop] = Limits(PrioritySlots(FILES_IN_FLIGHT), ByteBudget(BUFFERED_BYTES))
+    return found
+
+
+def is_transient(exc: StorageRequestFailed) -> bool:
+    """Storage unreachable, overloaded or failing: the activity fails and the host retries it later."""
+    return exc.status == 0 or exc.status >= 500 or exc.status in (408, 429)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file to back up: how to open it, the blob it becomes, and what storage holds for it already."""
+
+    blob: str
+    display: str
+    open: Callable[[], OpenFile]
+    known_md5: str | None = None
+    stat_matches: bool = False
+
+
+def uploaded(size: int) -> CopyResult:
+    return CopyResult(files=1, bytes=size, uploaded=1)
+
+
+def unchanged(size: int) -> CopyResult:
+    return CopyResult(files=1, bytes=size, unchanged=1)
+
+
+VANISHED = CopyResult(files=1, vanished=1)
+
+
+def failed(message: str) -> CopyResult:
+    return CopyResult(files=1, failed=1, failures=(short(message),))
+
+
+class Copier:
+    """Copies files into the backup container of one storage account."""
+
+    def __init__(self, target: Storage) -> None:
+        self.target = target
+        self.store: BlobStore = target.store
+        self.limits = limits()
+
+    async def copy_all(self, sources: Iterable[Source], priority: int = 0) -> CopyResult:
+        """Copy files with bounded concurrency; a transient storage failure fails the whole call.
+
+        ``priority`` orders this call's files against other calls in the process (lower goes first).
+        """
+        await self.target.ensure_container(self.target.container)
+        queue = iter(sources)
+        total = CopyResult()
+
+        async def worker() -> None:
+            nonlocal total
+            for source in queue:
+                await self.limits.files.acquire(priority)
+                try:
+                    result = await self.copy(source)
+                finally:
+                    self.limits.files.release()
+                total += result  # after the await: ``total += await ...`` would add to a stale total
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(FILES_IN_FLIGHT_PER_UNIT):
+                group.create_task(worker())
+        return total
+
+    async def copy(self, source: Source) -> CopyResult:
+        """Back up one file; what happened to it as a one-file CopyResult."""
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                opened = await in_io_thread(source.open)
+            except PathGone:
+                log.warning("Skipping %s: it was deleted or replaced after the file list was made.", source.display)
+                return VANISHED
+            except OSError as exc:
+                return failed(f"{source.display}: {exc.strerror or exc}")
+            try:
+                return await self._copy_opened(source, opened)
+            except FileChangedDuringBackup as exc:
+                if attempt == READ_ATTEMPTS:
+                    return failed(f"{source.display}: {exc}")
+                log.info("%s changed while it was read; reading it again (attempt %d).", source.display, attempt + 1)
+            except StorageRequestFailed as exc:
+                if is_transient(exc):
+                    raise
+                return failed(f"{source.display}: {exc}")
+            except OSError as exc:
+                return failed(f"{source.display}: {exc.strerror or exc}")
+            finally:
+                opened.close()
+        raise AssertionError("unreachable")
+
+    async def _copy_opened(self, source: Source, opened: OpenFile) -> CopyResult:
+        before = opened.identity
+        if before.size <= SINGLE_PUT_LIMIT:
+            return await self._put_whole(source, opened, before)
+        if source.known_md5 is not None:
+            md5, after = await in_io_thread(hash_file, opened.fd)
+            _ensure_unchanged(source.display, before, after, after.size)
+            if md5.hex() == source.known_md5:
+                return await self._unchanged(source, before, md5)
+        md5, read = await self._stage_blocks(
+            source.blob, opened.fd, before, range(block_count(before.size)), block_bytes(before.size), source.display
+        )
+        _ensure_unchanged(source.display, before, FileIdentity.of(os.fstat(opened.fd)), read)
+        ids = [block_id(identity_tag(before), i) for i in range(block_count(before.size))]
+        await self.store.put_block_list(
+            self.target.container, source.blob, ids, md5, content_type(source.blob), metadata(before, md5)
+        )
+        return uploaded(read)
+
+    async def _put_whole(self, source: Source, opened: OpenFile, before: FileIdentity) -> CopyResult:
+        await self.limits.memory.acquire(before.size + 1)
+        try:
+            data, md5, after = await in_io_thread(read_whole, opened.fd, before.size)
+            _ensure_unchanged(source.display, before, after, len(data))
+            if md5.hex() == source.known_md5:
+                return await self._unchanged(source, before, md5)
+            await self.store.put_blob(
+                self.target.container, source.blob, data, md5, content_type(source.blob), metadata(before, md5)
+            )
+            return uploaded(len(data))
+        finally:
+            await self.limits.memory.release(before.size + 1)
+
+    async def _unchanged(self, source: Source, identity: FileIdentity, md5: bytes) -> CopyResult:
+        """The stored copy holds these bytes; record the file's times with it so the next run skips it."""
+        if not source.stat_matches:
+            await self.store.set_metadata(self.target.container, source.blob, metadata(identity, md5))
+        return unchanged(identity.size)
+
+    async def _stage_blocks(
+        self,
+        blob: str,
+        fd: int,
+        identity: FileIdentity,
+        blocks: range,
+        size_of_block: int,
+        display: str,
+    ) -> tuple[bytes, int]:
+        """Read ``blocks`` of the file in order and stage them, ``BLOCKS_IN_FLIGHT`` at a time.
+
+        Returns the MD5 of the bytes read and how many were read. The last block is read one byte past the
+        expected end: a file that grew has changed, and nothing more of it is sent.
+        """
+        digest = hashlib.md5(usedforsecurity=False)
+        tag = identity_tag(identity)
+        read = 0
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            for index in blocks:
+                offset = index * size_of_block
+                length = min(size_of_block, identity.size + 1 - offset)
+                if length <= 0:
+                    break
+                await self.limits.memory.acquire(length)
+                try:
+                    chunk, chunk_md5 = await in_io_thread(read_block, fd, offset, length, digest)
+                except BaseException:
+                    await self.limits.memory.release(length)
+                    raise
+                read += len(chunk)
+                if not chunk:
+                    await self.limits.memory.release(length)
+                    break
+                in_flight.add(asyncio.ensure_future(self._stage(blob, block_id(tag, index), chunk, chunk_md5, length)))
+                if len(in_flight) >= BLOCKS_IN_FLIGHT:
+                    done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+                if len(chunk) < length:
+                    break
+            for task in asyncio.as_completed(list(in_flight)):
+                await task
+            in_flight.clear()
+        finally:
+            for task in in_flight:
+                task.cancel()
+        return digest.digest(), read
+
+    async def _stage(self, blob: str, block: str, chunk: bytes, md5: bytes, reserved: int) -> None:
+        try:
+            await self.store.put_block(self.target.container, blob, block, chunk, md5)
+        finally:
+            await self.limits.memory.release(reserved)
+
+    # ---- large files, across activities ---------------------------------------------------------------
+
+    async def stage_segment(self, source: Source, listed: FileIdentity, segments: int, index: int) -> int:
+        """Stage segment ``index`` of ``segments`` of a large file; returns the bytes staged."""
+        opened = await self._open_as_listed(source, listed)
+        try:
+            per_segment = math.ceil(block_count(listed.size) / segments)
+            first = index * per_segment
+            blocks = range(first, min(first + per_segment, block_count(listed.size)))
+            size_of_block = block_bytes(listed.size)
+            _, read = await self._stage_blocks(source.blob, opened.fd, listed, blocks, size_of_block, source.display)
+            expected = min(listed.size, blocks.stop * size_of_block) - blocks.start * size_of_block
+            _ensure_unchanged(source.display, listed, FileIdentity.of(os.fstat(opened.fd)), read, expected)
+            return expected
+        finally:
+            opened.close()
+
+    async def commit_segments(self, source: Source, listed: FileIdentity) -> CopyResult:
+        """Commit a large file's staged blocks, with the MD5 of the file as it still is."""
+        opened = await self._open_as_listed(source, listed)
+        try:
+            md5, after = await in_io_thread(hash_file, opened.fd)
+            _ensure_unchanged(source.display, listed, after, after.size)
+            ids = [block_id(identity_tag(listed), i) for i in range(block_count(listed.size))]
+            await self.target.ensure_container(self.target.container)
+            await self.store.put_block_list(
+                self.target.container, source.blob, ids, md5, content_type(source.blob), metadata(listed, md5)
+            )
+            return uploaded(listed.size)
+        finally:
+            opened.close()
+
+    async def _open_as_listed(self, source: Source, listed: FileIdentity) -> OpenFile:
+        """Open the file and require it to be the very file the listing saw (same inode, size and times)."""
+        await self.target.ensure_container(self.target.container)
+        try:
+            opened = await in_io_thread(source.open)
+        except PathGone as exc:
+            raise FileChangedDuringBackup(f"{source.display} was deleted or replaced while it was backed up.") from exc
+        if not same_file(opened.identity, listed):
+            opened.close()
+            raise FileChangedDuringBackup(
+                f"{source.display} changed while it was backed up; the next run backs it up again."
+            )
+        return opened
+
+
+def same_file(a: FileIdentity, b: FileIdentity) -> bool:
+    """The same file, unchanged. The device is left out: it differs between instances sharing one mount."""
+    return (a.ino, a.size, a.mtime_ns, a.ctime_ns) == (b.ino, b.size, b.mtime_ns, b.ctime_ns)
+
+
+def _ensure_unchanged(
+    display: str, before: FileIdentity, after: FileIdentity, read: int, expected: int | None = None
+) -> None:
+    if read != (before.size if expected is None else expected) or not same_file(before, after):
+        raise FileChangedDuringBackup(
+            f"{display!r} changed while it was being backed up ({before.size} bytes expected, {after.size} now)."
+        )
+
+
+def read_whole(fd: int, size: int) -> tuple[bytes, bytes, FileIdentity]:
+    """The file's bytes (one more than expected, if there are more), their MD5, and the stat after reading."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = read_up_to(fd, size + 1)
+    return data, hashlib.md5(data, usedforsecurity=False).digest(), FileIdentity.of(os.fstat(fd))
+
+
+def read_block(fd: int, offset: int, length: int, digest: Any) -> tuple[bytes, bytes]:
+    """One block at ``offset`` and its MD5; the block is also fed to the whole-file ``digest`` (in order)."""
+    chunks = []
+    left = length
+    while left > 0:
+        chunk = os.pread(fd, left, offset + length - left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    data = b"".join(chunks)
+    digest.update(data)
+    return data, hashlib.md5(data, usedforsecurity=False).digest()
+
+
+def hash_file(fd: int) -> tuple[bytes, FileIdentity]:
+    """The MD5 of the whole file, read in blocks, and its stat after reading."""
+    digest = hashlib.md5(usedforsecurity=False)
+    offset = 0
+    while chunk := os.pread(fd, BLOCK_BYTES, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    after = FileIdentity.of(os.fstat(fd))
+    if offset != after.size:
+        after = FileIdentity(after.dev, after.ino, offset, after.mtime_ns, after.ctime_ns)
+    return digest.digest(), after
+
+
+def block_bytes(size: int) -> int:
+    """The block size for a file: ``BLOCK_BYTES``, grown in MiB steps to stay within the block limit."""
+    return max(BLOCK_BYTES, math.ceil(size / MAX_BLOCKS / MiB) * MiB)
+
+
+def block_count(size: int) -> int:
+    return max(1, math.ceil(size / block_bytes(size)))
+
+
+def identity_tag(identity: FileIdentity) -> str:
+    """Part of every block id: a retried or concurrent copy of the same file version stages the same blocks,
+    and blocks of another version can never be mixed in."""
+    text = f"{identity.ino}:{identity.size}:{identity.mtime_ns}:{identity.ctime_ns}"
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def block_id(tag: str, index: int) -> str:
+    """A block id; every id of a blob has the same length, as storage requires."""
+    return base64.b64encode(f"{tag}-{index:06d}".encode()).decode()
+
+
+def content_type(name: str) -> str:
+    # The encoding guess (e.g. gzip for .tar.gz) is left out on purpose: a Content-Encoding header would make
+    # HTTP clients unpack the backup copy on download.
+    guessed, _ = mimetypes.guess_type(name)
+    return guessed or "application/octet-stream"
+
+
+def metadata(identity: FileIdentity, md5: bytes) -> dict[str, str]:
+    """What the next run compares the file with to skip it without reading it."""
+    recorded = {SIZE_KEY: str(identity.size), MTIME_KEY: str(identity.mtime_ns), MD5_KEY: md5.hex()}
+    if time.time_ns() - max(identity.mtime_ns, identity.ctime_ns) > RACY_SECONDS * 1_000_000_000:
+        recorded[CTIME_KEY] = str(identity.ctime_ns)
+    return recorded
+
+
+def stored_copy_matches(stored: Any, identity: FileIdentity) -> bool:
+    """Whether a stored blob records exactly this file version (size, mtime and ctime) with a consistent MD5."""
+    meta = stored.metadata
+    return (
+        meta.get(SIZE_KEY) == str(identity.size)
+        and meta.get(MTIME_KEY) == str(identity.mtime_ns)
+        and meta.get(CTIME_KEY) == str(identity.ctime_ns)
+        and stored.content_md5 is not None
+        and meta.get(MD5_KEY) == stored.content_md5.hex()
+    )
