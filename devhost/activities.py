@@ -165,6 +165,7 @@ class Activities:
         event = _completion_event(item, elapsed, result, error)
         stats = self.engine.stats
         stats.activities_run += 1
+        stats.payload(len(item.input or "") if error is not None else max(len(item.input or ""), len(result or "")))
         stats.activity_seconds += elapsed
         self.completed.append((item.id, self.engine.new_message(item.instance_id, item.execution_id, event)))
         self._request_flush()

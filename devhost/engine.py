@@ -100,6 +100,7 @@ class Engine:
     async def start_new(self, name: str, instance_id: str, input_text: str | None) -> None:
         """Create the instance (Pending) and queue its ExecutionStarted; raises InstanceExists if live."""
         now = h.utcnow()
+        self.stats.payload(len(input_text or ""))
         execution_id = uuid.uuid4().hex
         row = new_instance_row(instance_id, name, execution_id, input_text, now)
         event = h.execution_started(h.format_timestamp(now), name, input_text, instance_id, execution_id)

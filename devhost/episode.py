@@ -132,6 +132,11 @@ class EpisodeOutcome:
     custom_status_set: bool = False
     continue_input: str | None = None
     warnings: list[str] = field(default_factory=list)
+    largest_payload: int = 0  # bytes of the largest activity input, custom status, output or continue-as-new input
+
+    def payload(self, text: str | None) -> None:
+        if text is not None:
+            self.largest_payload = max(self.largest_payload, len(text.encode("utf-8", "replace")))
 
 
 def atoms(actions: list[Any]) -> list[dict[str, Any]]:
@@ -323,6 +328,7 @@ def _schedule_atom(
         seq = state.take_seq()
         outcome.decisions.append(h.task_scheduled(info.timestamp, seq, name, atom.get("input")))
         outcome.activities.append(ActivityWork(seq, name, atom.get("input")))
+        outcome.payload(atom.get("input"))
         warning = _size_warning(f"Input of activity '{name}'", atom.get("input"), PAYLOAD_WARN_BYTES)
         if warning:
             outcome.warnings.append(warning)
@@ -355,6 +361,10 @@ def _schedule_atom(
     if kind == 4:
         state.take_seq()  # continue-as-new uses up a number too (§5.5)
         outcome.continue_input = json.dumps(atom.get("input"))
+        outcome.payload(atom.get("input"))
+        warning = _size_warning("Continue-as-new input", atom.get("input"), PAYLOAD_WARN_BYTES)
+        if warning:
+            outcome.warnings.append(warning)
         return None
     return f"devhost does not understand orchestrator action type {kind}"
 
@@ -374,6 +384,7 @@ def plan_episode(
     if "customStatus" in result_state:
         outcome.custom_status = json.dumps(result_state["customStatus"])
         outcome.custom_status_set = True
+        outcome.payload(outcome.custom_status)
         warning = _size_warning("Custom status", outcome.custom_status, CUSTOM_STATUS_WARN_BYTES)
         if warning:
             outcome.warnings.append(warning)
@@ -426,6 +437,7 @@ def _finish(outcome: EpisodeOutcome, result_state: dict[str, Any], info: Episode
         outcome.status = "Completed"
         outcome.output = json.dumps(result_state["output"]) if "output" in result_state else None
         outcome.activities, outcome.timers, outcome.children = [], [], []
+        outcome.payload(outcome.output)
         warning = _size_warning(f"Output of '{info.orchestrator_name}'", outcome.output, PAYLOAD_WARN_BYTES)
         if warning:
             outcome.warnings.append(warning)

@@ -74,8 +74,12 @@ class OrchestratorEpisode:
         rejected = await self.orchestrations.commit(self.runtime, write)
         if rejected is None:
             return
-        self.engine.stats.episodes += 1
-        self.engine.stats.events_delivered += len(deliver)
+        stats = self.engine.stats
+        stats.episodes += 1
+        stats.events_delivered += len(deliver)
+        stats.payload(outcome.largest_payload)
+        stats.largest_history_events = max(stats.largest_history_events, len(self.runtime.history_json) + len(appended))
+        stats.largest_action_count = max(stats.largest_action_count, ExecutionState.from_json(state_json).atom_count)
         self._remember(outcome, state_json, appended, old_execution)
         self._start_new_work(write, activities, children, rejected)
         self._finish_timing(outcome, invocation)

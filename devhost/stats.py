@@ -24,6 +24,15 @@ class Stats:
     activity_seconds: float = 0.0
     completion_batches: int = 0
     completions_committed: int = 0
+    # The platform's limits, as the largest seen so far: events in one execution's history, actions one
+    # execution scheduled, and bytes of one payload (activity input or output, orchestration input or
+    # output, continue-as-new input, custom status).
+    largest_history_events: int = 0
+    largest_action_count: int = 0
+    largest_payload_bytes: int = 0
+
+    def payload(self, size: int) -> None:
+        self.largest_payload_bytes = max(self.largest_payload_bytes, size)
 
     def as_dict(self, store: Store) -> dict[str, Any]:
         """The counters plus the store's own, as one JSON object."""

@@ -29,6 +29,7 @@ import mimetypes
 import os
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -68,22 +69,45 @@ async def in_io_thread(fn: Callable[..., _T], *args: Any) -> _T:
 
 
 class ByteBudget:
-    """Bytes that may be held in memory at once; a request bigger than the budget waits until it is all free."""
+    """Bytes that may be held in memory at once, granted first come, first served.
+
+    A request bigger than the whole budget waits until nothing else is held.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
-        self._changed = asyncio.Condition()
+        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    def _fits(self, amount: int) -> bool:
+        return self.used == 0 or self.used + amount <= self.limit
 
     async def acquire(self, amount: int) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.used == 0 or self.used + amount <= self.limit)
+        if amount <= 0:
+            return
+        if not self._waiting and self._fits(amount):
             self.used += amount
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append((amount, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                await self.release(amount)  # granted just as the waiter was cancelled
+            else:
+                self._waiting = deque(w for w in self._waiting if w[1] is not waiter)
+            raise
 
     async def release(self, amount: int) -> None:
-        async with self._changed:
-            self.used -= amount
-            self._changed.notify_all()
+        if amount <= 0:
+            return
+        self.used -= amount
+        while self._waiting and self._fits(self._waiting[0][0]):
+            wanted, waiter = self._waiting.popleft()
+            if not waiter.done():
+                self.used += wanted
+                waiter.set_result(None)
 
 
 class PrioritySlots:
@@ -150,13 +174,40 @@ def is_transient(exc: StorageRequestFailed) -> bool:
 
 @dataclass(frozen=True)
 class Source:
-    """A file to back up: how to open it, the blob it becomes, and what storage holds for it already."""
+    """A file to back up: how to open it, the blob it becomes, and what storage holds for it already.
+
+    ``listed_size`` is its size when it was listed: memory for a small file is reserved up front, so it is
+    opened, read and hashed in a single hop to the I/O threads.
+    """
 
     blob: str
     display: str
     open: Callable[[], OpenFile]
     known_md5: str | None = None
     stat_matches: bool = False
+    listed_size: int | None = None
+
+
+@dataclass
+class _SmallRead:
+    """A small file read whole: its identity before and after, its bytes and their MD5."""
+
+    before: FileIdentity
+    after: FileIdentity
+    data: bytes
+    md5: bytes
+
+
+def open_and_read(open_file: Callable[[], OpenFile], limit: int) -> _SmallRead | OpenFile:
+    """Open the file; if it has at most ``limit`` bytes, read, hash and close it, else return it open."""
+    opened = open_file()
+    if opened.stat.st_size > limit:
+        return opened
+    try:
+        data, md5, after = read_whole(opened.fd, opened.stat.st_size)
+        return _SmallRead(opened.identity, after, data, md5)
+    finally:
+        opened.close()
 
 
 def uploaded(size: int) -> CopyResult:
@@ -209,15 +260,13 @@ class Copier:
     async def copy(self, source: Source) -> CopyResult:
         """Back up one file; what happened to it as a one-file CopyResult."""
         for attempt in range(1, READ_ATTEMPTS + 1):
+            reserved = min(source.listed_size, SINGLE_PUT_LIMIT) + 1 if source.listed_size is not None else 0
+            await self.limits.memory.acquire(reserved)
             try:
-                opened = await in_io_thread(source.open)
+                return await self._copy_once(source, reserved)
             except PathGone:
                 log.warning("Skipping %s: it was deleted or replaced after the file list was made.", source.display)
                 return VANISHED
-            except OSError as exc:
-                return failed(f"{source.display}: {exc.strerror or exc}")
-            try:
-                return await self._copy_opened(source, opened)
             except FileChangedDuringBackup as exc:
                 if attempt == READ_ATTEMPTS:
                     return failed(f"{source.display}: {exc}")
@@ -229,8 +278,32 @@ class Copier:
             except OSError as exc:
                 return failed(f"{source.display}: {exc.strerror or exc}")
             finally:
-                opened.close()
+                await self.limits.memory.release(reserved)
         raise AssertionError("unreachable")
+
+    async def _copy_once(self, source: Source, reserved: int) -> CopyResult:
+        """One attempt: a small file (read within ``reserved`` bytes) goes up at once, a bigger one by blocks."""
+        read = await in_io_thread(open_and_read, source.open, reserved - 1)
+        if isinstance(read, _SmallRead):
+            _ensure_unchanged(source.display, read.before, read.after, len(read.data))
+            return await self._put_read(source, read)
+        try:
+            return await self._copy_opened(source, read)
+        finally:
+            read.close()
+
+    async def _put_read(self, source: Source, read: _SmallRead) -> CopyResult:
+        if read.md5.hex() == source.known_md5:
+            return await self._unchanged(source, read.before, read.md5)
+        await self.store.put_blob(
+            self.target.container,
+            source.blob,
+            read.data,
+            read.md5,
+            content_type(source.blob),
+            metadata(read.before, read.md5),
+        )
+        return uploaded(len(read.data))
 
     async def _copy_opened(self, source: Source, opened: OpenFile) -> CopyResult:
         before = opened.identity
@@ -256,12 +329,7 @@ class Copier:
         try:
             data, md5, after = await in_io_thread(read_whole, opened.fd, before.size)
             _ensure_unchanged(source.display, before, after, len(data))
-            if md5.hex() == source.known_md5:
-                return await self._unchanged(source, before, md5)
-            await self.store.put_blob(
-                self.target.container, source.blob, data, md5, content_type(source.blob), metadata(before, md5)
-            )
-            return uploaded(len(data))
+            return await self._put_read(source, _SmallRead(before, after, data, md5))
         finally:
             await self.limits.memory.release(before.size + 1)
 

@@ -102,6 +102,7 @@ async def copy_unit(unit: WorkUnit) -> CopyResult:
                 open=partial(open_file_below, root_fd, entry.open_parts),
                 known_md5=entry.known_md5,
                 stat_matches=entry.stat_matches,
+                listed_size=entry.size,
             )
             for entry in manifest.entries
         )

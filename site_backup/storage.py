@@ -129,7 +129,7 @@ def _connect(settings: StorageSettings) -> BlobStore:
         url = settings.account_url or ""
         credential = DefaultAzureCredential(managed_identity_client_id=settings.client_id)
         auth = AsyncBearerTokenCredentialPolicy(credential, STORAGE_SCOPE)
-    return BlobStore(url, pipeline_client(url, auth, _transport(url)))
+    return BlobStore(url, pipeline_client(auth, _transport(url)))
 
 
 def _transport(url: str) -> AioHttpTransport:
