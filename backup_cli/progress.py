@@ -1,10 +1,11 @@
 """Showing a running backup: a live rich progress bar on a terminal, plain lines elsewhere.
 
-Both views take the orchestration's ``customStatus`` (phase, filesTotal, filesDone, bytesDone).
+Both views take the orchestration's ``customStatus`` (phase, filesTotal, bytesTotal, filesDone, bytesDone).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -12,17 +13,17 @@ from rich.console import Console
 from rich.filesize import decimal
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
 from .client import Status
 
-PHASE_LABELS = {"listing": "Listing files", "copying": "Copying", "completed": "Finishing"}
+PHASE_LABELS = {"listing": "Listing files", "copying": "Copying", "completed": "Finishing", "failing": "Finishing"}
 
 
 class ProgressView(Protocol):
@@ -38,37 +39,63 @@ class ProgressView(Protocol):
         """Render one polled status."""
 
 
-def counts(custom: dict[str, Any]) -> tuple[str, int | None, int, int]:
-    """Phase label, files total (None until known), files done and bytes done from customStatus."""
+@dataclass(frozen=True)
+class Counts:
+    """What a status says about progress; totals are None until the backup knows them."""
+
+    label: str
+    files_total: int | None
+    files_done: int
+    bytes_total: int | None
+    bytes_done: int
+
+    def files(self) -> str:
+        return f"{self.files_done}/{self.files_total}" if self.files_total is not None else str(self.files_done)
+
+    def size(self) -> str:
+        of_total = f" of {decimal(self.bytes_total)}" if self.bytes_total else ""
+        return f"{decimal(self.bytes_done)}{of_total}"
+
+
+def counts(custom: dict[str, Any]) -> Counts:
+    """The progress counts in a customStatus document."""
     phase = str(custom.get("phase") or "starting")
-    total = custom.get("filesTotal")
-    return (
+
+    def number(key: str) -> int | None:
+        value = custom.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return Counts(
         PHASE_LABELS.get(phase, phase.capitalize()),
-        int(total) if isinstance(total, int) else None,
-        int(custom.get("filesDone") or 0),
-        int(custom.get("bytesDone") or 0),
+        number("filesTotal"),
+        number("filesDone") or 0,
+        number("bytesTotal"),
+        number("bytesDone") or 0,
     )
 
 
 class BarView:
-    """A live bar: files done of total, bytes copied, elapsed time; the final state stays on screen."""
+    """A live bar of bytes backed up (files and bytes done of total, elapsed and remaining time).
+
+    The final state stays on screen.
+    """
 
     def __init__(self, console: Console) -> None:
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description:<13}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("files"),
-            TextColumn("{task.fields[size]:>10}"),
+            TextColumn("{task.fields[files]} files"),
+            TextColumn("{task.fields[size]}"),
             TimeElapsedColumn(),
+            TimeRemainingColumn(),
             console=console,
         )
         self._task: TaskID | None = None
 
     def __enter__(self) -> BarView:
         self._progress.start()
-        self._task = self._progress.add_task("Starting", total=None, size=decimal(0))
+        self._task = self._progress.add_task("Starting", total=None, files="0", size=decimal(0))
         return self
 
     def __exit__(
@@ -80,8 +107,15 @@ class BarView:
         """Move the bar to the latest counts."""
         if self._task is None:
             return
-        label, total, done, size = counts(status.custom_status)
-        self._progress.update(self._task, description=label, total=total, completed=done, size=decimal(size))
+        now = counts(status.custom_status)
+        self._progress.update(
+            self._task,
+            description=now.label,
+            total=now.bytes_total or None,
+            completed=now.bytes_done,
+            files=now.files(),
+            size=now.size(),
+        )
 
 
 class LineView:
@@ -101,13 +135,12 @@ class LineView:
 
     def show(self, status: Status) -> None:
         """Print a line unless nothing visible changed since the last one."""
-        label, total, done, size = counts(status.custom_status)
-        key = (label, total, done)
+        now = counts(status.custom_status)
+        key = (now.label, now.files_total, now.files_done)
         if key == self._last:
             return
         self._last = key
-        of_total = f"/{total}" if total is not None else ""
-        self._console.print(f"{label}: {done}{of_total} files, {decimal(size)}", markup=False, highlight=False)
+        self._console.print(f"{now.label}: {now.files()} files, {now.size()}", markup=False, highlight=False)
 
 
 class QuietView(LineView):

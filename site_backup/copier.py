@@ -221,8 +221,9 @@ def unchanged(size: int) -> CopyResult:
 VANISHED = CopyResult(files=1, vanished=1)
 
 
-def failed(message: str) -> CopyResult:
-    return CopyResult(files=1, failed=1, failures=(short(message),))
+def failed(display: str, reason: object) -> CopyResult:
+    """One file not backed up, and why: the path is shortened rather than the reason."""
+    return CopyResult(files=1, failed=1, failures=(short(f"{short(display, 160)}: {reason}"),))
 
 
 class Copier:
@@ -269,14 +270,14 @@ class Copier:
                 return VANISHED
             except FileChangedDuringBackup as exc:
                 if attempt == READ_ATTEMPTS:
-                    return failed(f"{source.display}: {exc}")
+                    return CopyResult(files=1, failed=1, failures=(short(str(exc)),))
                 log.info("%s changed while it was read; reading it again (attempt %d).", source.display, attempt + 1)
             except StorageRequestFailed as exc:
                 if is_transient(exc):
                     raise
-                return failed(f"{source.display}: {exc}")
+                return failed(source.display, exc)
             except OSError as exc:
-                return failed(f"{source.display}: {exc.strerror or exc}")
+                return failed(source.display, f"{type(exc).__name__}: {exc.strerror or exc}")
             finally:
                 await self.limits.memory.release(reserved)
         raise AssertionError("unreachable")
@@ -432,11 +433,13 @@ class Copier:
         try:
             opened = await in_io_thread(source.open)
         except PathGone as exc:
-            raise FileChangedDuringBackup(f"{source.display} was deleted or replaced while it was backed up.") from exc
+            raise FileChangedDuringBackup(
+                f"{short(source.display, 160)}: it was deleted or replaced while it was backed up."
+            ) from exc
         if not same_file(opened.identity, listed):
             opened.close()
             raise FileChangedDuringBackup(
-                f"{source.display} changed while it was backed up; the next run backs it up again."
+                f"{short(source.display, 160)}: it changed while it was backed up; the next run backs it up again."
             )
         return opened
 
@@ -451,7 +454,8 @@ def _ensure_unchanged(
 ) -> None:
     if read != (before.size if expected is None else expected) or not same_file(before, after):
         raise FileChangedDuringBackup(
-            f"{display!r} changed while it was being backed up ({before.size} bytes expected, {after.size} now)."
+            f"{short(display, 160)}: it changed while it was being backed up ({before.size} bytes expected, "
+            f"{after.size} now); the next run backs it up again."
         )
 
 

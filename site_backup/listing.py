@@ -279,12 +279,14 @@ async def _list_entry(
 
 
 def _name_problem(root: PurePosixPath, entry: Entry, name: str) -> str | None:
-    if len(name) <= MAX_NAME_LENGTH and name.count("/") < MAX_SEGMENTS:
+    segments = name.count("/") + 1
+    if len(name) <= MAX_NAME_LENGTH and segments <= MAX_SEGMENTS:
         return None
-    path = display_path(root, entry.parts)
+    path = short(display_path(root, entry.parts), 120)
     return (
-        f"{path}: BlobNameTooLong: {path!r} cannot be a blob name: Blob Storage allows {MAX_NAME_LENGTH} "
-        f"characters and {MAX_SEGMENTS} path segments. Exclude it with an 'exclude' pattern to back up the rest."
+        f"{path}: BlobNameTooLong: cannot be a blob name ({len(name)} characters, {segments} segments; Blob "
+        f"Storage allows {MAX_NAME_LENGTH} and {MAX_SEGMENTS}). Exclude it with an 'exclude' pattern to back up "
+        "the rest."
     )
 
 

@@ -19,7 +19,7 @@ from .request import BackupRequest, parse_backup_request
 
 MiB = 1024 * 1024
 TUNING_SETTING = "BACKUP_TUNING"
-MAX_MESSAGE_TEXT = 300  # characters of one failure message kept in a payload
+MAX_MESSAGE_TEXT = 400  # characters of one failure message kept in a payload
 MAX_FAILURES_KEPT = 20
 
 

@@ -108,6 +108,27 @@ def test_the_copy_never_reads_through_a_swapped_in_symlink(azurite, swapped_tree
     assert leaked == [], f"files from outside the allowed roots were backed up: {leaked}"
 
 
+def test_work_units_never_read_through_a_swapped_in_symlink(azurite, swapped_tree, monkeypatch):
+    """The backup's own path: a listed page's units copied while the tree is swapped."""
+    site, _ = swapped_tree
+    container = f"t{uuid.uuid4().hex[:20]}"
+    monkeypatch.setenv("BACKUP_STORAGE", azurite.connection_string)
+    monkeypatch.setenv("BACKUP_CONTAINER", container)
+    monkeypatch.setenv("BACKUP_CATALOG_CONTAINER", f"{container}-catalog")
+    page = {"request": {"rootDirectory": str(site)}, "run": "race", "cursor": {"nextUnit": 0}, "tuning": None}
+    units = json.loads(call_activity("E2_GetFileList", json.dumps(page)))["units"]
+    copied = 0
+    with swapping(site):
+        deadline = time.monotonic() + RACE_SECONDS
+        while time.monotonic() < deadline:
+            for unit in units:
+                copied += json.loads(call_activity("E2_CopyFileToBlob", json.dumps(unit)))["uploaded"]
+    client = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(container)
+    contents = {b.name: client.download_blob(b.name).readall() for b in client.list_blobs()}
+    assert copied > 0
+    assert sorted(name for name, data in contents.items() if data == SECRET) == []
+
+
 def test_the_listing_never_enters_a_swapped_in_symlink(swapped_tree):
     site, _ = swapped_tree
     listings = 0

@@ -21,11 +21,16 @@ def test_bar_view_renders_counts_on_a_terminal():
     assert isinstance(view, BarView)
     with view:
         view.show(Status("Running", {"phase": "listing", "filesDone": 0, "bytesDone": 0}))
-        view.show(Status("Running", {"phase": "copying", "filesTotal": 4, "filesDone": 2, "bytesDone": 2_500_000}))
+        view.show(
+            Status(
+                "Running",
+                {"phase": "copying", "filesTotal": 4, "bytesTotal": 5_000_000, "filesDone": 2, "bytesDone": 2_500_000},
+            )
+        )
     text = buffer.getvalue()
     assert "Copying" in text
-    assert "2/4" in text
-    assert "2.5 MB" in text
+    assert "2/4 files" in text
+    assert "2.5 MB of 5.0 MB" in text
 
 
 def test_plain_lines_off_a_terminal():
