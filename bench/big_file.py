@@ -77,8 +77,10 @@ def main() -> None:
     mib = size / MiB
     print(f"{mib:.0f} MiB file")
     print(f"  single aio upload_blob   {baseline:7.2f} s  {mib / baseline:6.1f} MiB/s")
-    print(f"  site-backup (devhost)    {measured.seconds:7.2f} s  {mib / measured.seconds:6.1f} MiB/s"
-          f"  ratio {baseline / measured.seconds:.2f}x")
+    print(
+        f"  site-backup (devhost)    {measured.seconds:7.2f} s  {mib / measured.seconds:6.1f} MiB/s"
+        f"  ratio {baseline / measured.seconds:.2f}x"
+    )
     print(f"  devhost peak RSS {rss:.0f} MB (at start {rss_before:.0f} MB); CPU {measured.cpu:.1f} s")
     stored_md5 = bytes(properties.content_settings.content_md5 or b"")
     print(f"  stored: {properties.size} bytes, Content-MD5 {'matches' if stored_md5 == expected_md5 else 'WRONG'}")
