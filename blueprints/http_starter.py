@@ -28,10 +28,19 @@ MAX_BODY_BYTES = 32 * 1024
 CHECK_SECONDS = 30.0
 
 
-@bp.route(route="orchestrators/{functionName}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+# Every method is routed here, so that a wrong one gets a JSON answer saying what to do instead of the host's
+# empty 404.
+METHODS = ["POST", "GET", "PUT", "PATCH", "DELETE"]
+
+
+@bp.route(route="orchestrators/{functionName}", methods=METHODS, auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
 async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Start E2_BackupSiteContent for a directory sent as a JSON string or object."""
+    if req.method.upper() != "POST":
+        response = json_error(405, f"Use POST to start a backup; {req.method.upper()} does nothing here.")
+        response.headers["Allow"] = "POST"
+        return response
     requested = req.route_params.get("functionName", "")
     name = STARTABLE.get(requested.lower())
     if name is None:

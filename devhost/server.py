@@ -14,6 +14,7 @@ from .http_triggers import HttpTriggers
 from .webhooks import WEBHOOK_PATH, WebhookApi
 
 RPC_PATH = "/durabletask"
+MAX_REQUEST_BODY_BYTES = 100 * 1024 * 1024
 
 
 class DevhostServer:
@@ -29,11 +30,18 @@ class DevhostServer:
         async def dispatch(request: web.Request) -> web.StreamResponse:
             return await self.route(request, serve_app_routes)
 
-        app = web.Application(client_max_size=256 * 1024 * 1024)
+        # The Functions host refuses request bodies over 100 MB (maxRequestBodySize) with an empty 413.
+        app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES)
         app.router.add_route("*", "/{tail:.*}", dispatch)
         return app
 
     async def route(self, request: web.Request, serve_app_routes: bool) -> web.StreamResponse:
+        try:
+            return await self._route(request, serve_app_routes)
+        except web.HTTPRequestEntityTooLarge:
+            return web.Response(status=413)
+
+    async def _route(self, request: web.Request, serve_app_routes: bool) -> web.StreamResponse:
         path = request.raw_path.split("?", 1)[0]
         lower = path.lower()
         for base in (WEBHOOK_PATH, RPC_PATH):

@@ -227,12 +227,11 @@ class WebhookApi:
         problem = instance_id_problem(instance_id)
         if problem:
             return argument_error(problem)
-        body = await request.text()
+        body = await request.read()
         input_text: str | None = None
         if body.strip():
-            try:
-                input_text = json.dumps(json.loads(body))
-            except ValueError:
+            input_text = parse_json_body(body)
+            if input_text is None:
                 return argument_error("Invalid JSON content")
         if input_text is not None and len(input_text) > PAYLOAD_WARN_BYTES:
             logs.warn(
@@ -355,12 +354,36 @@ class WebhookApi:
             return empty(410)
         if request.content_type != "application/json":
             return json_response({"Message": "Only application/json request content is supported"}, 400)
-        body = await request.text()
-        try:
-            input_text = json.dumps(json.loads(body))
-        except ValueError:
+        input_text = parse_json_body(await request.read())
+        if input_text is None:
             return json_response({"Message": "Invalid JSON content"}, 400)
         event = h.event_raised(h.format_timestamp(h.utcnow()), event_name, input_text)
         # External events never target a particular execution id (as in the extension).
         await self.engine.send_event(instance_id, None, event)
         return empty(202)
+
+
+# Json.NET, which the extension parses bodies with, refuses JSON nested deeper than this.
+MAX_JSON_DEPTH = 64
+
+
+def parse_json_body(body: bytes) -> str | None:
+    """A body as the extension stores it (parsed once, re-serialised), or None where it answers "Invalid JSON
+    content": not UTF-8, not JSON, or nested deeper than Json.NET accepts."""
+    try:
+        value = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return json.dumps(value) if _depth(value) <= MAX_JSON_DEPTH else None
+
+
+def _depth(value: object) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest

@@ -2,8 +2,11 @@
 
 The allowed roots come from the ``BACKUP_ALLOWED_ROOTS`` app setting (paths separated by
 ``os.pathsep``). Without it, the default is the home directory (on App Service ``/home``, or
-``D:\\home`` on Windows, which holds ``site/wwwroot`` and ``LogFiles``) and the system temp
-directory. A root that resolves to the file-system root is only honoured when set explicitly.
+``D:\\home`` on Windows, which holds ``site/wwwroot`` and ``LogFiles``) and, off Azure, the system
+temp directory. In Azure (``WEBSITE_INSTANCE_ID`` is set) the default is the home directory only: it is the
+storage every instance of the app mounts, while the temp directory is each instance's own, so a tree there
+would be listed on one instance and not found by copies running on the others. A root that resolves to the
+file-system root is only honoured when set explicitly.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from .errors import DirectoryNotAllowed, InvalidBackupRequest
 
 ALLOWED_ROOTS_SETTING = "BACKUP_ALLOWED_ROOTS"
+AZURE_INSTANCE_SETTING = "WEBSITE_INSTANCE_ID"  # set by App Service on every instance of an app
 
 
 def allowed_roots(env: Mapping[str, str] | None = None) -> list[Path]:
@@ -24,12 +28,15 @@ def allowed_roots(env: Mapping[str, str] | None = None) -> list[Path]:
     configured = env.get(ALLOWED_ROOTS_SETTING, "").strip()
     if configured:
         return [Path(os.path.realpath(p.strip())) for p in configured.split(os.pathsep) if p.strip()]
-    return default_roots()
+    return default_roots(env)
 
 
-def default_roots() -> list[Path]:
-    """The home directory and the system temp directory, never the file-system root."""
-    candidates = [os.path.expanduser("~"), tempfile.gettempdir()]
+def default_roots(env: Mapping[str, str] | None = None) -> list[Path]:
+    """The home directory, and off Azure the system temp directory; never the file-system root."""
+    env = os.environ if env is None else env
+    candidates = [os.path.expanduser("~")]
+    if not env.get(AZURE_INSTANCE_SETTING):
+        candidates.append(tempfile.gettempdir())
     roots = []
     for candidate in candidates:
         root = Path(os.path.realpath(candidate))

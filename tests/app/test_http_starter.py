@@ -103,10 +103,10 @@ def roots(tmp_path, monkeypatch, rpc) -> Path:
 
 
 def call_starter(
-    loop, rpc: RecordingRpc, body: bytes, function_name: str = "E2_BackupSiteContent"
+    loop, rpc: RecordingRpc, body: bytes, function_name: str = "E2_BackupSiteContent", method: str = "POST"
 ) -> func.HttpResponse:
     request = func.HttpRequest(
-        method="POST",
+        method=method,
         url=f"http://localhost:7071/orchestrators/{function_name}",
         body=body,
         headers={"Content-Type": "application/json"},
@@ -151,6 +151,15 @@ def test_bad_bodies_get_400_and_start_nothing(loop, rpc, roots, body, status, me
     response = call_starter(loop, rpc, body)
     assert response.status_code == status
     assert message in error_of(response)
+    assert rpc.requests == []
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+def test_other_methods_get_a_json_405_that_says_to_post(loop, rpc, roots, method):
+    response = call_starter(loop, rpc, b"", method=method)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert "Use POST" in error_of(response)
     assert rpc.requests == []
 
 

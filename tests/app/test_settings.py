@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from site_backup.errors import StorageNotConfigured
+from site_backup.errors import InvalidBackupRequest, StorageNotConfigured
+from site_backup.messages import Tuning
 from site_backup.roots import allowed_roots
 from site_backup.storage import StorageSettings, storage_settings
 
@@ -59,3 +60,21 @@ def test_default_is_the_home_and_temp_directories_and_never_the_file_system_root
     monkeypatch.setenv("TMPDIR", "/")
     monkeypatch.setattr(tempfile, "tempdir", None)  # recompute gettempdir() from TMPDIR
     assert allowed_roots({}) == []
+
+
+def test_in_azure_the_default_is_the_shared_home_only(monkeypatch, tmp_path):
+    """Every instance mounts /home; the temp directory is each instance's own, so it is no default there."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert allowed_roots({"WEBSITE_INSTANCE_ID": "a1b2c3"}) == [Path(os.path.realpath(tmp_path))]
+
+
+def test_catalog_container_and_tuning_settings():
+    env = {"BACKUP_STORAGE": "UseDevelopmentStorage=true", "BACKUP_CATALOG_CONTAINER": "records"}
+    assert storage_settings(env).catalog_container == "records"
+    assert storage_settings({"BACKUP_STORAGE": "x"}).catalog_container == "backup-catalog"
+    assert Tuning.from_settings({"BACKUP_TUNING": '{"window": 64, "batchFiles": 100}'}) == Tuning(
+        window=64, batch_files=100
+    )
+    for bad, message in [('{"windw": 3}', "unknown key"), ('{"window": 0}', "at least 1"), ("[1]", "JSON object")]:
+        with pytest.raises(InvalidBackupRequest, match=message):
+            Tuning.from_settings({"BACKUP_TUNING": bad})

@@ -139,9 +139,12 @@ def test_bad_instance_ids_are_400(wh, bad_id):
     assert reply.json()["ExceptionType"] == "System.ArgumentException"
 
 
-def test_invalid_json_body_is_400(wh):
-    reply = call("POST", f"{wh}/orchestrators/chaining", raw=b"{not json")
+@pytest.mark.parametrize("body", [b"{not json", b'"\xff\xfe"', b"[" * 65 + b"]" * 65, b"[" * 100_000])
+def test_invalid_json_body_is_400(wh, body):
+    """Not JSON, not UTF-8, or nested deeper than Json.NET's 64 levels: the extension's "Invalid JSON content"."""
+    reply = call("POST", f"{wh}/orchestrators/chaining", raw=body)
     assert reply.status == 400
+    assert "Invalid JSON content" in json.dumps(reply.json())
 
 
 def test_start_on_live_id_is_500_and_on_finished_id_restarts(host, wh):
