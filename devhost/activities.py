@@ -30,6 +30,20 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 
+class FunctionTimeoutException(Exception):
+    """An activity ran longer than host.json's functionTimeout (the host's own exception name and wording)."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        super().__init__(f"Timeout value of {timespan(seconds)} was exceeded by function: Functions.{name}")
+
+
+def timespan(seconds: float) -> str:
+    """Seconds as a .NET TimeSpan, hh:mm:ss."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
 class Activities:
     """Runs activity work items and turns their results into committed completion messages."""
 
@@ -134,19 +148,56 @@ class Activities:
                 raise LookupError(
                     f"The function '{item.name}' doesn't exist, is disabled, or is not an activity function."
                 )
-            result = run_sync_activity(info, item.input)
+            result = self._call_sync(info, item)
         except BaseException as exc:
             self._done(item, started, None, exc)
             return
         self._done(item, started, result, None)
+
+    def _call_sync(self, info: FunctionInfo, item: ActivityRow) -> str:
+        """Run a sync activity; past functionTimeout its attempt fails and the thread is abandoned (the real host
+        recycles the worker process instead, which a thread cannot be)."""
+        timeout = self.engine.settings.function_timeout
+        if timeout is None:
+            return run_sync_activity(info, item.input)
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["result"] = run_sync_activity(info, item.input)
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        runner = threading.Thread(target=call, name=f"devhost-activity-{item.name}", daemon=True)
+        runner.start()
+        runner.join(timeout)
+        if runner.is_alive():
+            self._log_timeout(item, timeout)
+            raise FunctionTimeoutException(item.name, timeout)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    def _log_timeout(self, item: ActivityRow, timeout: float) -> None:
+        logs.error(
+            f"Timeout value of {timespan(timeout)} exceeded by function '{item.name}' "
+            f"(instance {item.instance_id}). Initiating cancellation."
+        )
 
     async def _run_async(self, info: FunctionInfo, item: ActivityRow) -> None:
         try:
             if self.engine.stopping:
                 return
             started = time.perf_counter()
+            timeout = self.engine.settings.function_timeout
             try:
-                result = await run_async_activity(info, item.input)
+                try:
+                    result = await asyncio.wait_for(run_async_activity(info, item.input), timeout)
+                except TimeoutError as exc:
+                    if timeout is None or time.perf_counter() - started < timeout:
+                        raise  # the activity's own timeout, not the host's
+                    self._log_timeout(item, timeout)
+                    raise FunctionTimeoutException(item.name, timeout) from exc
             except BaseException as exc:
                 # A CancelledError raised by the activity itself is a failure like any other; only a real
                 # cancellation (the engine stopping, or this task being cancelled) propagates.

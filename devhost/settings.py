@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ class HostSettings:
     max_concurrent_activities: int = 10 * (os.cpu_count() or 1)
     max_concurrent_orchestrators: int = 10 * (os.cpu_count() or 1)
     max_orchestration_actions: int = 100_000
+    function_timeout: float | None = None  # seconds; None: no limit (host.json functionTimeout absent or -1)
 
 
 def load_local_settings(app_dir: Path) -> dict[str, str]:
@@ -50,6 +52,21 @@ def _int_or(value: Any, default: int) -> int:
     return number if number > 0 else default
 
 
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d+))?$")
+
+
+def parse_function_timeout(value: Any) -> float | None:
+    """host.json's ``functionTimeout`` (a .NET TimeSpan such as ``00:10:00``) in seconds; -1 or absent: None."""
+    if value is None or str(value).strip() in ("-1", "-01:00:00"):
+        return None
+    found = _TIMESPAN.match(str(value).strip())
+    if found is None:
+        raise ValueError(f"host.json functionTimeout {value!r} is not a time span like 00:10:00")
+    days, hours, minutes, seconds, fraction = found.groups()
+    total = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds)
+    return total + (float(f"0.{fraction}") if fraction else 0.0)
+
+
 def load_host_settings(app_dir: Path) -> HostSettings:
     """Read host.json; missing keys keep the real host's defaults."""
     path = app_dir / "host.json"
@@ -71,4 +88,5 @@ def load_host_settings(app_dir: Path) -> HostSettings:
             durable.get("maxConcurrentOrchestratorFunctions"), defaults.max_concurrent_orchestrators
         ),
         max_orchestration_actions=_int_or(durable.get("maxOrchestrationActions"), defaults.max_orchestration_actions),
+        function_timeout=parse_function_timeout(data.get("functionTimeout")),
     )
