@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -79,6 +80,8 @@ def backup_site_content(context: df.DurableOrchestrationContext) -> Generator[An
 
 
 def _schedule(context: df.DurableOrchestrationContext, group: list[Call]) -> TaskBase:
+    if group[0].step is Step.WAIT:  # a durable timer: the plan waits for storage to come back
+        return context.create_timer(context.current_utc_datetime + timedelta(seconds=group[0].input))
     tasks = [context.call_activity_with_retry(ACTIVITY[call.step], RETRY, call.input) for call in group]
     return tasks[0] if len(tasks) == 1 else context.task_all(tasks)
 

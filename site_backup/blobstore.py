@@ -33,12 +33,20 @@ META_PREFIX = "x-ms-meta-"
 
 
 class StorageRequestFailed(BackupError):
-    """Storage refused a request (or never answered, after the retries); the message says which and why."""
+    """Storage refused a request; the message says which and why (a problem of that request, e.g. 403)."""
 
     def __init__(self, message: str, status: int = 0, code: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class StorageUnavailable(StorageRequestFailed):
+    """Storage did not answer, or kept answering that it is busy or failing (5xx, 408, 429), through every
+    retry: nothing about the request is wrong, so the backup waits for storage instead of failing files."""
+
+
+TRANSIENT_STATUSES = frozenset({408, 429})
 
 
 @dataclass(frozen=True)
@@ -183,17 +191,15 @@ class BlobStore:
         try:
             response = (await self._pipeline.run(request)).http_response
         except AzureError as exc:
-            raise StorageRequestFailed(f"Storage could not be reached for {where}: {_first_line(exc)}") from None
-        if response.status_code in expect or (missing_ok and response.status_code == 404):
+            raise StorageUnavailable(f"Storage could not be reached for {where}: {_first_line(exc)}") from None
+        status = response.status_code
+        if status in expect or (missing_ok and status == 404):
             return response
         code = response.headers.get("x-ms-error-code", "")
         detail = _error_message(response.body()) if method != "HEAD" else ""
-        raise StorageRequestFailed(
-            f"Storage answered {response.status_code} {code or response.reason} for {where}"
-            + (f": {detail}" if detail else ""),
-            response.status_code,
-            code,
-        )
+        message = f"Storage answered {status} {code or response.reason} for {where}" + (f": {detail}" if detail else "")
+        failure = StorageUnavailable if status >= 500 or status in TRANSIENT_STATUSES else StorageRequestFailed
+        raise failure(message, status, code)
 
 
 def pipeline_client(auth_policy: Any, transport: Any) -> AsyncPipeline[Any, Any]:

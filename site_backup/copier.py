@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .blobstore import BlobStore, StorageRequestFailed
+from .blobstore import BlobStore, StorageRequestFailed, StorageUnavailable
 from .errors import FileChangedDuringBackup
 from .fsaccess import FileIdentity, OpenFile, PathGone, read_up_to
 from .messages import CopyResult, short
@@ -167,11 +167,6 @@ def limits() -> Limits:
     return found
 
 
-def is_transient(exc: StorageRequestFailed) -> bool:
-    """Storage unreachable, overloaded or failing: the activity fails and the host retries it later."""
-    return exc.status == 0 or exc.status >= 500 or exc.status in (408, 429)
-
-
 @dataclass(frozen=True)
 class Source:
     """A file to back up: how to open it, the blob it becomes, and what storage holds for it already.
@@ -235,7 +230,7 @@ class Copier:
         self.limits = limits()
 
     async def copy_all(self, sources: Iterable[Source], priority: int = 0) -> CopyResult:
-        """Copy files with bounded concurrency; a transient storage failure fails the whole call.
+        """Copy files with bounded concurrency; StorageUnavailable from any of them fails the whole call.
 
         ``priority`` orders this call's files against other calls in the process (lower goes first).
         """
@@ -253,9 +248,12 @@ class Copier:
                     self.limits.files.release()
                 total += result  # after the await: ``total += await ...`` would add to a stale total
 
-        async with asyncio.TaskGroup() as group:
-            for _ in range(FILES_IN_FLIGHT_PER_UNIT):
-                group.create_task(worker())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(FILES_IN_FLIGHT_PER_UNIT):
+                    group.create_task(worker())
+        except BaseExceptionGroup as errors:  # the first failure (the others were cancelled because of it)
+            raise errors.exceptions[0] from None
         return total
 
     async def copy(self, source: Source) -> CopyResult:
@@ -272,9 +270,9 @@ class Copier:
                 if attempt == READ_ATTEMPTS:
                     return CopyResult(files=1, failed=1, failures=(short(str(exc)),))
                 log.info("%s changed while it was read; reading it again (attempt %d).", source.display, attempt + 1)
+            except StorageUnavailable:
+                raise  # not this file's problem: the activity fails, the host retries it, the backup waits
             except StorageRequestFailed as exc:
-                if is_transient(exc):
-                    raise
                 return failed(source.display, exc)
             except OSError as exc:
                 return failed(source.display, f"{type(exc).__name__}: {exc.strerror or exc}")

@@ -70,6 +70,7 @@ class Tuning:
     - ``page_units``: a listing page stops after producing this many units.
     - ``units_per_execution``: after scheduling this many activities an execution continues as new, so no
       history grows past a few thousand events.
+    - ``outage_seconds``: how long in a row the backup waits for storage that is unavailable before it fails.
     """
 
     batch_files: int = 500
@@ -80,6 +81,7 @@ class Tuning:
     group_size: int = 2
     page_units: int = 32
     units_per_execution: int = 400
+    outage_seconds: int = 900
 
     def to_json(self) -> dict[str, int]:
         return {_camel(f.name): getattr(self, f.name) for f in fields(self)}
@@ -365,15 +367,28 @@ class FinishTask:
 
 @dataclass(frozen=True)
 class Totals:
-    """What E2_CountFiles found: the files and bytes the request selects (a lower bound if not complete)."""
+    """What E2_CountFiles found: the files and bytes the request selects (a lower bound if not complete).
+
+    It also brings the tuning from the app settings: the count needs no storage, so the plan knows its
+    budgets (an outage's, say) even when storage is unavailable from the start.
+    """
 
     counts: Counts = field(default_factory=Counts)
     complete: bool = True
+    tuning: Tuning | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.counts.to_json(), "complete": self.complete}
+        data: dict[str, Any] = {**self.counts.to_json(), "complete": self.complete}
+        if self.tuning is not None:
+            data["tuning"] = self.tuning.to_json()
+        return data
 
     @classmethod
     def from_json(cls, value: object) -> Totals:
         data = _object(value, "totals")
-        return cls(Counts.from_json(data, "totals"), _field(data, "complete", bool, "totals"))
+        tuning = data.get("tuning")
+        return cls(
+            Counts.from_json(data, "totals"),
+            _field(data, "complete", bool, "totals"),
+            Tuning.from_json(tuning) if tuning is not None else None,
+        )

@@ -13,6 +13,10 @@ any of them, and hands each result back. Everything here is pure and determinist
   and continues as new with its state (``PlanState``), so no history grows past a few thousand events.
 - **Failures.** A file that cannot be copied never stops the others; the backup fails at the end, naming
   the files. A listing that fails for good fails the backup with its message.
+- **Storage outages.** A call that fails because storage is unreachable (``StorageUnavailable``, after the
+  request and host retries) is put back, nothing new starts, and the backup waits on a durable timer (30 s,
+  doubling to 5 minutes), with ``phase: waiting for storage``. When storage answers again it goes on; once it
+  has waited ``outage_seconds`` in a row it fails with a message that says so.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from .request import BackupRequest, parse_backup_request
 
 PLAN_KEY = "plan"
 DEFAULT_BUDGET = Tuning().units_per_execution
+STORAGE_UNAVAILABLE = "StorageUnavailable"  # the exception type activities fail with when storage is down
+FIRST_WAIT_SECONDS, MAX_WAIT_SECONDS = 30, 300
 
 
 class Step(StrEnum):
@@ -52,6 +58,7 @@ class Step(StrEnum):
     STAGE = "stage"
     COMMIT = "commit"
     FINISH = "finish"
+    WAIT = "wait"  # a durable timer, not an activity: input is the seconds to wait
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class LargeFile:
     staged_bytes: int = 0
     failure: str | None = None
     committing: bool = False
+    again: list[int] = field(default_factory=list)  # segments to stage again (storage was unavailable)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,22 +89,51 @@ class LargeFile:
             "staged": self.staged,
             "stagedBytes": self.staged_bytes,
             "failure": self.failure,
+            "again": self.again,
         }
 
     @classmethod
     def from_json(cls, value: object) -> LargeFile:
         data = _object(value, "large file")
         unit = WorkUnit.from_json(data.get("unit"))
+        again = data.get("again", [])
+        if not isinstance(again, list) or not all(isinstance(i, int) and 0 <= i < unit.segments for i in again):
+            raise InvalidBackupRequest("Malformed plan: a large file's segments to stage again are not indexes.")
         large = cls(
             unit,
             _field(data, "scheduled", int, "large file"),
             _field(data, "staged", int, "large file"),
             _field(data, "stagedBytes", int, "large file"),
             data.get("failure") if isinstance(data.get("failure"), str) else None,
+            again=list(again),
         )
         if not unit.is_large or large.staged > large.scheduled or large.scheduled > unit.segments:
             raise InvalidBackupRequest("Malformed plan: a large file's segment counts are inconsistent.")
         return large
+
+
+@dataclass
+class Outage:
+    """Storage unavailable: how long the backup has waited for it in a row, the waits made, the last error."""
+
+    error: str
+    waited: int = 0
+    waits: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.error, "waited": self.waited, "waits": self.waits}
+
+    @classmethod
+    def from_json(cls, value: object) -> Outage:
+        data = _object(value, "outage")
+        return cls(
+            _field(data, "error", str, "outage"),
+            _field(data, "waited", int, "outage"),
+            _field(data, "waits", int, "outage"),
+        )
+
+    def next_wait(self) -> int:
+        return min(FIRST_WAIT_SECONDS * 2**self.waits, MAX_WAIT_SECONDS)
 
 
 @dataclass
@@ -114,6 +151,7 @@ class PlanState:
     totals: Totals | None = None
     counted: bool = False
     generation: int = 1
+    outage: Outage | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -129,6 +167,7 @@ class PlanState:
                 "totals": self.totals.to_json() if self.totals else None,
                 "counted": self.counted,
                 "generation": self.generation,
+                "outage": self.outage.to_json() if self.outage else None,
             },
         }
 
@@ -155,6 +194,7 @@ class PlanState:
             Totals.from_json(totals) if totals is not None else None,
             _field(carried, "counted", bool, "plan"),
             _field(carried, "generation", int, "plan"),
+            Outage.from_json(carried["outage"]) if carried.get("outage") is not None else None,
         )
         if state.done.files > state.listed.files or state.done.failed > state.done.files:
             raise InvalidBackupRequest("Malformed plan: more files done than listed.")
@@ -174,6 +214,8 @@ class Plan:
         self.fatal: str | None = None
         self.finishing = False
         self.finished = False
+        self.waiting = False  # a timer is running until storage is tried again
+        self.probing = state.outage is not None  # after a wait: one call tries whether storage answers
         self._segments_in_flight: dict[int, int] = {}
 
     # ---- what to schedule -----------------------------------------------------------------------------
@@ -182,7 +224,9 @@ class Plan:
         """The calls to schedule now, in groups (a group of copies is fanned out with one ``task_all``)."""
         groups: list[list[Call]] = []
         state = self.state
-        if self.fatal is None and not self._budget_spent():
+        if self.fatal is None and state.outage is not None and not (self.waiting or self.probing):
+            groups.extend(self._wait_for_storage())
+        if self.fatal is None and (state.outage is None or self.probing) and not self._budget_spent():
             if not state.counted and not self.counting and state.generation == 1:
                 self.counting = True
                 groups.append([self._call(Step.COUNT, state.request.to_json())])
@@ -191,6 +235,8 @@ class Plan:
                 page = PageRequest(state.request, self.run, state.cursor, state.tuning)
                 groups.append([self._call(Step.LIST, page.to_json())])
             window = state.tuning.window if state.tuning else 0
+            if state.outage is not None:  # probing: a single call at a time until one gets through
+                window = 0 if self.listing_in_flight else 1
             group_size = state.tuning.group_size if state.tuning else 1
             while self.work_in_flight < window and not self._budget_spent():
                 size = min(group_size, window - self.work_in_flight)
@@ -202,6 +248,20 @@ class Plan:
             self.finishing = True
             groups.append([Call(Step.FINISH, FinishTask(self.run).to_json())])
         return groups
+
+    def _wait_for_storage(self) -> list[list[Call]]:
+        """A timer before storage is tried again, or, once the outage outlasts its budget, the end."""
+        outage = self.state.outage
+        assert outage is not None
+        budget = (self.state.tuning or Tuning()).outage_seconds
+        if outage.waited >= budget:
+            self.fatal = (
+                f"Storage has been unavailable for over {budget} s (last error: {outage.error}). What was copied "
+                "so far stays backed up; start the backup again once storage answers."
+            )
+            return []
+        self.waiting = True
+        return [[self._call(Step.WAIT, outage.next_wait())]]
 
     def _wants_page(self) -> bool:
         state = self.state
@@ -226,7 +286,7 @@ class Plan:
                 large.committing = True
                 return self._work(Step.COMMIT, SegmentTask(large.unit).to_json(), large.unit)
         for large in state.large:
-            if large.failure is None and large.scheduled < large.unit.segments:
+            if large.failure is None and (large.again or large.scheduled < large.unit.segments):
                 return self._segment(large)
         if not state.ready:
             return None
@@ -238,8 +298,11 @@ class Plan:
         return self._work(Step.COPY, unit.to_json(), unit)
 
     def _segment(self, large: LargeFile) -> Call:
-        index = large.scheduled
-        large.scheduled += 1
+        if large.again:
+            index = large.again.pop(0)
+        else:
+            index = large.scheduled
+            large.scheduled += 1
         number = large.unit.number
         self._segments_in_flight[number] = self._segments_in_flight.get(number, 0) + 1
         return self._work(Step.STAGE, SegmentTask(large.unit, index).to_json(), large.unit)
@@ -253,18 +316,34 @@ class Plan:
     def record(self, call: Call, result: object = None, error: str | None = None) -> None:
         """Fold one call's result (its JSON output) or its error into the state."""
         state = self.state
+        if call.step is Step.FINISH:
+            self.finished = True  # the work area is only tidied: a failure changes nothing
+            return
+        if call.step is Step.WAIT:
+            self.waiting = False
+            if state.outage is not None:  # else a call in flight found storage back meanwhile
+                state.outage.waited += int(call.input)
+                state.outage.waits += 1
+                self.probing = True
+            return
+        if error is not None and error.startswith(f"{STORAGE_UNAVAILABLE}: "):
+            self._put_back(call, error)
+            return
+        if call.step in (Step.LIST, Step.COPY, Step.STAGE, Step.COMMIT) and error is None:
+            state.outage = None  # storage answered
+            self.probing = False
         if call.step is Step.COUNT:
             self.counting = False
             state.counted = True
             state.totals = Totals.from_json(result) if error is None else None
+            if state.totals is not None and state.totals.tuning is not None:
+                state.tuning = state.tuning or state.totals.tuning
         elif call.step is Step.LIST:
             self.listing_in_flight = False
             if error is not None:
                 self.fatal = error
             else:
                 self._page(PageResult.from_json(result))
-        elif call.step is Step.FINISH:
-            self.finished = True
         else:
             self.work_in_flight -= 1
             assert call.unit is not None
@@ -274,6 +353,28 @@ class Plan:
                 self._staged(call.unit, result, error)
             else:
                 self._committed(call.unit, result, error)
+
+    def _put_back(self, call: Call, error: str) -> None:
+        """A call that failed only because storage is unavailable: it is made again once storage answers."""
+        state = self.state
+        reason = error.removeprefix(f"{STORAGE_UNAVAILABLE}: ")
+        state.outage = state.outage or Outage(reason)
+        state.outage.error = reason
+        self.probing = False
+        if call.step is Step.LIST:
+            self.listing_in_flight = False
+        elif call.step is Step.COUNT:
+            self.counting = False
+        else:
+            self.work_in_flight -= 1
+            assert call.unit is not None
+            if call.step is Step.COPY:
+                state.ready.insert(0, call.unit)
+            elif call.step is Step.STAGE:
+                self._segments_in_flight[call.unit.number] -= 1
+                self._large(call.unit).again.append(int(call.input["index"]))
+            else:
+                self._large(call.unit).committing = False
 
     def _page(self, page: PageResult) -> None:
         state = self.state
@@ -316,18 +417,19 @@ class Plan:
     def _all_done(self) -> bool:
         state = self.state
         if self.fatal is not None:
-            return not (self.listing_in_flight or self.counting or self.work_in_flight)
+            return not (self.listing_in_flight or self.counting or self.work_in_flight or self.waiting)
         return (
             state.listing_done
             and state.counted
             and not state.ready
             and not state.large
-            and not (self.listing_in_flight or self.counting or self.work_in_flight)
+            and state.outage is None
+            and not (self.listing_in_flight or self.counting or self.work_in_flight or self.waiting)
         )
 
     def continues(self) -> bool:
         """Whether this execution stopped at its budget with work left: continue as new with ``continuation``."""
-        idle = not (self.listing_in_flight or self.counting or self.work_in_flight or self.finishing)
+        idle = not (self.listing_in_flight or self.counting or self.work_in_flight or self.finishing or self.waiting)
         return idle and self.fatal is None and not self._all_done()
 
     def continuation(self) -> dict[str, Any]:
@@ -352,6 +454,8 @@ class Plan:
             phase = "failed" if self.fatal is not None or done.failed else "completed"
         elif self.fatal is not None:
             phase = "failing"
+        elif state.outage is not None:
+            phase = "waiting for storage"
         elif state.tuning is None:
             phase = "listing"
         else:
@@ -367,7 +471,7 @@ class Plan:
             "filesVanished": done.vanished,
             "filesFailed": done.failed,
             "generation": state.generation,
-        }
+        } | ({"storageError": short(state.outage.error, 300)} if state.outage is not None else {})
 
     def output(self) -> int:
         """The backup's output, the total bytes it holds; raises when it could not back up everything."""

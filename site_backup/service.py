@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -18,7 +19,7 @@ from .errors import BackupError, DirectoryNotAllowed, InvalidBackupRequest
 from .fsaccess import FileIdentity, OpenFile, PathGone, normalised, open_directory, open_file_below, open_regular_file
 from .listing import count_files, display_path, list_files, list_page
 from .manifest import Manifest, work_prefix
-from .messages import CopyResult, FinishTask, PageRequest, SegmentTask, WorkUnit
+from .messages import CopyResult, FinishTask, PageRequest, SegmentTask, Tuning, WorkUnit
 from .naming import blob_name_for
 from .request import BackupRequest, parse_backup_request
 from .roots import allowed_roots, resolve_backup_directory
@@ -65,7 +66,7 @@ async def count_selected_files(value: object) -> dict[str, Any]:
     """The files and bytes a request selects, for the progress totals."""
     request = parse_backup_request(value)
     totals = await in_io_thread(count_files, request)
-    return totals.to_json()
+    return replace(totals, tuning=Tuning.from_settings()).to_json()
 
 
 async def copy_file_to_blob(value: object) -> Any:

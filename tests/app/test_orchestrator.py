@@ -4,11 +4,13 @@ completions, failures and retries, across generations, with activities that back
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from site_backup.blobstore import StorageUnavailable
 from site_backup.messages import (
     CopyResult,
     Counts,
@@ -45,10 +47,14 @@ class FakeTree:
     fates: dict[int, str] = field(default_factory=dict)
     large: set[int] = field(default_factory=set)
     pages_fail_at: int | None = None
+    storage_down: Callable[[], bool] = lambda: False
 
     def __call__(self, name: str, value: Any, attempt: int) -> Any:
+        if name != "E2_CountFiles" and self.storage_down():
+            raise StorageUnavailable("Storage could not be reached for PUT backups/x: Connection refused")
         if name == "E2_CountFiles":
-            return {"files": len(self.sizes), "bytes": sum(self.sizes), "complete": True}
+            counts = {"files": len(self.sizes), "bytes": sum(self.sizes), "complete": True}
+            return {**counts, "tuning": self.tuning.to_json()}
         if name == "E2_GetFileList":
             return self.page(PageRequest.from_json(value)).to_json()
         if name == "E2_CopyFileToBlob":
@@ -300,3 +306,35 @@ def test_a_bare_string_posted_to_the_webhook_api_is_accepted():
     outcome, state = call_orchestrator(ORCH, context)
     assert outcome == "state"
     assert json.loads(atoms(state["actions"][0])[0]["input"]) == {"rootDirectory": ROOT, "include": [], "exclude": []}
+
+
+def test_an_outage_is_waited_out_on_durable_timers_and_the_backup_completes():
+    tuning = Tuning(batch_files=4, window=3, group_size=2, page_units=3, outage_seconds=600)
+    tree = FakeTree([5] * 30, tuning=tuning)
+    host = SimHost(ORCH, tree, seed=3)
+    down_until = [None]
+
+    def storage_down() -> bool:  # down from the 4th call on, for the next two timers
+        if down_until[0] is None and len(host.calls) > 4:
+            down_until[0] = host.clock + 2
+        return down_until[0] is not None and host.clock < down_until[0]
+
+    tree.storage_down = storage_down
+    result = host.run(ROOT)
+    assert (result.outcome, result.output) == ("completed", 150)
+    statuses = [s for e in result.executions for s in e.custom_statuses]
+    waiting = [s for s in statuses if s["phase"] == "waiting for storage"]
+    assert waiting and "Connection refused" in waiting[0]["storageError"]
+    assert sum(e.timers for e in result.executions) >= 2
+    assert "storageError" not in statuses[-1]
+    copied = sorted(v["manifest"] for n, v in result.calls if n == "E2_CopyFileToBlob")
+    assert set(copied) == {f"fake/{i}-{i + 3}" for i in range(0, 28, 4)} | {"fake/28-29"}
+
+
+def test_an_outage_longer_than_its_budget_fails_with_a_clear_message():
+    tuning = Tuning(batch_files=4, window=3, group_size=2, page_units=3, outage_seconds=60)
+    tree = FakeTree([5] * 30, tuning=tuning, storage_down=lambda: True)
+    result = run(tree)
+    assert result.outcome == "failed"
+    assert result.error.startswith("Storage has been unavailable for over 60 s (last error: Storage could not be")
+    assert "start the backup again once storage answers" in result.error

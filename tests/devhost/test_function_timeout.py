@@ -26,8 +26,9 @@ def test_an_activity_past_the_timeout_fails_with_the_hosts_message(host, activit
     reply = call("POST", f"{host.base_url}/runtime/webhooks/durabletask/orchestrators/run_one", body={"name": activity})
     status = wait_for_status(host.base_url, reply.json()["id"], timeout=30)
     assert status["runtimeStatus"] == "Failed"
-    assert f"FunctionTimeoutException: Timeout value of 00:00:02 was exceeded by function: Functions.{activity}" in (
-        status["output"]
+    assert (
+        f"FunctionTimeoutException: Timeout value of 00:00:02 was exceeded by function: Functions.{activity}"
+        in (status["output"])
     )
     assert time.monotonic() - started < 9  # failed at the timeout, not after the activity's own 10 s
     assert f"exceeded by function '{activity}'" in host.output()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blueprints.backup import ACTIVITY, _reason
-from site_backup.plan import Call, Plan, PlanState
+from site_backup.plan import Call, Plan, PlanState, Step
 from tests.support.worker import call_activity
 
 
@@ -55,6 +55,8 @@ def run_locally(request: object, run: str = "local-run", max_generations: int = 
 
 
 def _call(call: Call) -> tuple[Any, str | None]:
+    if call.step is Step.WAIT:  # a durable timer: here it fires at once
+        return None, None
     name = ACTIVITY[call.step]
     try:
         return json.loads(call_activity(name, json.dumps(call.input))), None

@@ -41,6 +41,7 @@ class Execution:
 
     events: int = 0
     actions: int = 0
+    timers: int = 0
     largest_payload: int = 0
     custom_statuses: list[dict[str, Any]] = field(default_factory=list)
 
@@ -61,6 +62,7 @@ class SimHost:
         self.random = random.Random(seed)
         self.max_batch = max_batch
         self.calls: list[tuple[str, Any]] = []
+        self.clock = 0  # durable timers fired so far: activities can model an outage that passes with time
 
     def run(self, orchestration_input: Any, max_episodes: int = 100_000) -> SimResult:
         executions: list[Execution] = []
@@ -99,8 +101,13 @@ class SimHost:
                 if atom["actionType"] == 4:
                     execution.events = len(history.events)
                     return "continued", json.loads(atom["input"])
-                assert atom["actionType"] in (0, 1), atom
+                assert atom["actionType"] in (0, 1, 5), atom
                 seq, next_id = next_id, next_id + 1
+                if atom["actionType"] == 5:  # a durable timer; the simulation fires it whenever it likes
+                    history.timer_created(seq, atom["fireAt"])
+                    execution.timers += 1
+                    pending.append((0, {"kind": "user_timer", "seq": seq, "fire_at": atom["fireAt"]}))
+                    continue
                 history.task_scheduled(seq, atom["functionName"], atom["input"])
                 retry = atom.get("retryOptions", {}).get("maxNumberOfAttempts", 1)
                 attempt = _Attempt(seq, atom["functionName"], atom["input"], retry)
@@ -138,7 +145,10 @@ class SimHost:
         pending: list[tuple[int, dict[str, Any]]],
         next_id: int,
     ) -> int:
-        if event["kind"] == "completed":
+        if event["kind"] == "user_timer":
+            history.timer_fired(event["seq"], event["fire_at"])
+            self.clock += 1
+        elif event["kind"] == "completed":
             history.task_completed(event["seq"], event["result"])
             attempts.pop(event["seq"])
         elif event["kind"] == "failed":
@@ -161,6 +171,8 @@ class SimHost:
 
 
 def _reserves(event: dict[str, Any], attempts: dict[int, _Attempt]) -> bool:
+    if event["kind"] == "user_timer":
+        return False
     if event["kind"] == "failed":
         return True
     if event["kind"] == "timer":
