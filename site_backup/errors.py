@@ -25,5 +25,5 @@ class BackupIncomplete(BackupError):
     """Some files could not be backed up; every other file was."""
 
 
-class ListingFailed(BackupError):
-    """The file list could not be made (after the host's retries); nothing was copied."""
+class BackupFailed(BackupError):
+    """The backup cannot go on: the listing failed for good, or storage stayed unavailable too long."""

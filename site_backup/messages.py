@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -21,6 +22,7 @@ MiB = 1024 * 1024
 TUNING_SETTING = "BACKUP_TUNING"
 MAX_MESSAGE_TEXT = 400  # characters of one failure message kept in a payload
 MAX_FAILURES_KEPT = 20
+MANIFEST_NAME = re.compile(r"work/[^/\\?#\x00-\x1f]{1,256}/\d{8}\.json")  # see manifest.manifest_name
 
 
 def _field(data: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
@@ -216,9 +218,12 @@ class WorkUnit:
     @classmethod
     def from_json(cls, value: object) -> WorkUnit:
         data = _object(value, "work unit")
+        manifest = _field(data, "manifest", str, "work unit")
+        if not MANIFEST_NAME.fullmatch(manifest):
+            raise InvalidBackupRequest(f"Malformed work unit: {manifest[:80]!r} is not the name of a manifest.")
         return cls(
             _field(data, "number", int, "work unit"),
-            _field(data, "manifest", str, "work unit"),
+            manifest,
             _field(data, "files", int, "work unit"),
             _field(data, "bytes", int, "work unit"),
             _field(data, "segments", int, "work unit") if "segments" in data else 0,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from .errors import BackupIncomplete, InvalidBackupRequest, ListingFailed
+from .errors import BackupFailed, BackupIncomplete, InvalidBackupRequest
 from .messages import (
     CopyResult,
     Counts,
@@ -234,10 +234,12 @@ class Plan:
                 self.listing_in_flight = True
                 page = PageRequest(state.request, self.run, state.cursor, state.tuning)
                 groups.append([self._call(Step.LIST, page.to_json())])
-            window = state.tuning.window if state.tuning else 0
+            # Without a tuning yet nothing has been listed, unless a carried state says otherwise.
+            tuning = state.tuning or (Tuning() if state.ready or state.large else None)
+            window = tuning.window if tuning else 0
             if state.outage is not None:  # probing: a single call at a time until one gets through
                 window = 0 if self.listing_in_flight else 1
-            group_size = state.tuning.group_size if state.tuning else 1
+            group_size = tuning.group_size if tuning else 1
             while self.work_in_flight < window and not self._budget_spent():
                 size = min(group_size, window - self.work_in_flight)
                 group = [call for _ in range(size) if (call := self._next_work()) is not None]
@@ -430,7 +432,7 @@ class Plan:
     def continues(self) -> bool:
         """Whether this execution stopped at its budget with work left: continue as new with ``continuation``."""
         idle = not (self.listing_in_flight or self.counting or self.work_in_flight or self.finishing or self.waiting)
-        return idle and self.fatal is None and not self._all_done()
+        return idle and self.fatal is None and not self._all_done() and self._budget_spent()
 
     def continuation(self) -> dict[str, Any]:
         """The next generation's input; large files' in-flight bookkeeping is empty once the work drained."""
@@ -476,7 +478,11 @@ class Plan:
     def output(self) -> int:
         """The backup's output, the total bytes it holds; raises when it could not back up everything."""
         if self.fatal is not None:
-            raise ListingFailed(self.fatal)
+            raise BackupFailed(self.fatal)
+        if not self.finished:  # only a state no run of the plan produces (e.g. one forged for the webhook API)
+            raise InvalidBackupRequest(
+                "The backup cannot go on: its state holds work that can never be scheduled. Start a new backup."
+            )
         done = self.state.done
         if done.failed:
             raise BackupIncomplete(failure_report(done))

@@ -36,7 +36,7 @@ RETRY = {"firstRetryIntervalInMilliseconds": 5000, "maxNumberOfAttempts": 3}
 class FakeTree:
     """Activities over an imaginary tree of ``sizes``; ``fates`` fails files, units or pages on purpose.
 
-    A unit's manifest name carries its file range, so the copies know what they hold without storage.
+    The tree remembers each unit's file range by its manifest name, so the copies know what they hold.
     Fates: ``"bad"`` (the file is reported failed), ``"gone"`` (vanished), ``"flaky"`` (its unit's activity
     fails once, then works), ``"broken"`` (its unit's activity always fails). ``pages_fail_at`` fails the
     listing page starting at that file, for good.
@@ -48,6 +48,13 @@ class FakeTree:
     large: set[int] = field(default_factory=set)
     pages_fail_at: int | None = None
     storage_down: Callable[[], bool] = lambda: False
+    ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def _unit(self, number: int, first: int, last: int, segments: int = 0) -> WorkUnit:
+        name = f"work/fake/{number:08d}.json"
+        self.ranges[name] = (first, last)
+        size = sum(self.sizes[first : last + 1])
+        return WorkUnit(number, name, last - first + 1, size, segments)
 
     def __call__(self, name: str, value: Any, attempt: int) -> Any:
         if name != "E2_CountFiles" and self.storage_down():
@@ -78,14 +85,13 @@ class FakeTree:
         units, index, number = [], start, page.cursor.next_unit
         while index < len(self.sizes) and len(units) < tuning.page_units:
             if index in self.large:
-                size = self.sizes[index]
-                units.append(WorkUnit(number, f"fake/{index}-{index}", 1, size, segments=3))
+                units.append(self._unit(number, index, index, segments=3))
                 index += 1
             else:
                 end = index
                 while end < len(self.sizes) and end - index < tuning.batch_files and end not in self.large:
                     end += 1
-                units.append(WorkUnit(number, f"fake/{index}-{end - 1}", end - index, sum(self.sizes[index:end])))
+                units.append(self._unit(number, index, end - 1))
                 index = end
             number += 1
         listed = sum(u.files for u in units)
@@ -93,7 +99,7 @@ class FakeTree:
         return PageResult(tuple(units), cursor, _counts(listed, sum(u.bytes for u in units)), _counts(0, 0), tuning)
 
     def copy(self, unit: WorkUnit, attempt: int) -> CopyResult:
-        first, last = (int(n) for n in unit.manifest.removeprefix("fake/").split("-"))
+        first, last = self.ranges[unit.manifest]
         fates = {self.fates.get(i) for i in range(first, last + 1)}
         if "broken" in fates or ("flaky" in fates and attempt == 1):
             raise ConnectionError("storage unreachable")
@@ -188,7 +194,7 @@ def test_any_ordering_of_completions_adds_up(seed):
     final = result.executions[-1].custom_statuses[-1]
     assert final["phase"] == "completed"
     assert (final["filesDone"], final["bytesDone"], final["filesUploaded"]) == (37, sum(tree.sizes), 37)
-    copied = sorted(json.loads(json.dumps(v))["manifest"] for n, v in result.calls if n == "E2_CopyFileToBlob")
+    copied = sorted(v["manifest"] for n, v in result.calls if n == "E2_CopyFileToBlob")
     assert len(copied) == len(set(copied)) == 10  # every unit exactly once (no failures here)
 
 
@@ -327,8 +333,8 @@ def test_an_outage_is_waited_out_on_durable_timers_and_the_backup_completes():
     assert waiting and "Connection refused" in waiting[0]["storageError"]
     assert sum(e.timers for e in result.executions) >= 2
     assert "storageError" not in statuses[-1]
-    copied = sorted(v["manifest"] for n, v in result.calls if n == "E2_CopyFileToBlob")
-    assert set(copied) == {f"fake/{i}-{i + 3}" for i in range(0, 28, 4)} | {"fake/28-29"}
+    copied = {tree.ranges[v["manifest"]] for n, v in result.calls if n == "E2_CopyFileToBlob"}
+    assert copied == {(i, min(i + 3, 29)) for i in range(0, 30, 4)}
 
 
 def test_an_outage_longer_than_its_budget_fails_with_a_clear_message():
