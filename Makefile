@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP_VENV := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: backup test start lint bench bench-quick bench-setup setup clean
+.PHONY: backup test test-faults start lint bench bench-quick bench-setup setup clean
 
 backup: setup
 	@test -n "$(DIR)" || { echo "usage: make backup DIR=<directory to back up>"; exit 2; }
@@ -16,7 +16,11 @@ backup: setup
 
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --ignore=tests/faults $(PYTEST_ARGS)
+
+# The fault suite: crashes, storage faults, a changing tree and hostile requests (docs/RELIABILITY.md).
+test-faults: setup
+	$(PY) -m pytest tests/faults $(PYTEST_ARGS)
 
 start: setup
 	$(PY) -m backup_cli start

@@ -185,6 +185,7 @@ class BlobStore:
         body: bytes | None = None,
         expect: tuple[int, ...] = (200,),
         missing_ok: bool = False,
+        created: bool = False,
     ) -> AsyncHttpResponse:
         request = HttpRequest(method, self.url(container, name, query), headers=dict(headers or {}), data=body)
         where = f"{method} {container}/{name}" if name is not None else f"{method} container {container}"
@@ -196,6 +197,10 @@ class BlobStore:
         if status in expect or (missing_ok and status == 404):
             return response
         code = response.headers.get("x-ms-error-code", "")
+        if status == 404 and code == "ContainerNotFound" and method == "PUT" and name is not None and not created:
+            # Created on the first write that finds it missing (once, or again if storage lost it).
+            await self.create_container(container)
+            return await self._send(method, container, name, query, headers, body, expect, missing_ok, created=True)
         detail = _error_message(response.body()) if method != "HEAD" else ""
         message = f"Storage answered {status} {code or response.reason} for {where}" + (f": {detail}" if detail else "")
         failure = StorageUnavailable if status >= 500 or status in TRANSIENT_STATUSES else StorageRequestFailed

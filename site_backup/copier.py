@@ -234,7 +234,6 @@ class Copier:
 
         ``priority`` orders this call's files against other calls in the process (lower goes first).
         """
-        await self.target.ensure_container(self.target.container)
         queue = iter(sources)
         total = CopyResult()
 
@@ -417,7 +416,6 @@ class Copier:
             md5, after = await in_io_thread(hash_file, opened.fd)
             _ensure_unchanged(source.display, listed, after, after.size)
             ids = [block_id(identity_tag(listed), i) for i in range(block_count(listed.size))]
-            await self.target.ensure_container(self.target.container)
             await self.store.put_block_list(
                 self.target.container, source.blob, ids, md5, content_type(source.blob), metadata(listed, md5)
             )
@@ -427,7 +425,6 @@ class Copier:
 
     async def _open_as_listed(self, source: Source, listed: FileIdentity) -> OpenFile:
         """Open the file and require it to be the very file the listing saw (same inode, size and times)."""
-        await self.target.ensure_container(self.target.container)
         try:
             opened = await in_io_thread(source.open)
         except PathGone as exc:

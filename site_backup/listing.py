@@ -203,7 +203,6 @@ async def list_page(page: PageRequest) -> PageResult:
     """One page of a run's listing: the work units to copy, and what storage already holds."""
     tuning = page.tuning or Tuning.from_settings()
     target = storage()
-    await target.ensure_container(target.catalog_container)
     tree = await in_io_thread(_OpenTree.open, page.request, page.cursor.after)
     try:
         prefix = root_prefix(tree.root)

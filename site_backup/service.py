@@ -14,6 +14,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
+from .blobstore import StorageRequestFailed, StorageUnavailable
 from .copier import Copier, Source, in_io_thread, stored_copy_matches
 from .errors import BackupError, DirectoryNotAllowed, InvalidBackupRequest
 from .fsaccess import FileIdentity, OpenFile, PathGone, normalised, open_directory, open_file_below, open_regular_file
@@ -33,6 +34,10 @@ DELETES_IN_FLIGHT = 16
 
 class CopyFailed(BackupError):
     """A file given by path could not be backed up; the message says why."""
+
+
+class ManifestGone(BackupError):
+    """A work unit's manifest is no longer in storage: its files cannot be known, so they are not backed up."""
 
 
 def checked_request(value: object) -> BackupRequest:
@@ -173,7 +178,6 @@ async def copy_path(path: str) -> int:
     finally:
         opened.close()
     target = storage()
-    await target.ensure_container(target.container)
     stored = await target.store.properties(target.container, blob)
     if stored is not None and stored_copy_matches(stored, identity):
         return identity.size
@@ -188,7 +192,15 @@ async def copy_path(path: str) -> int:
 
 async def _manifest(unit: WorkUnit) -> Manifest:
     target = storage()
-    return Manifest.from_bytes(await target.store.get_blob(target.catalog_container, unit.manifest))
+    try:
+        return Manifest.from_bytes(await target.store.get_blob(target.catalog_container, unit.manifest))
+    except StorageRequestFailed as exc:
+        if exc.status != 404 or isinstance(exc, StorageUnavailable):
+            raise
+        raise ManifestGone(
+            f"The list of files of work unit {unit.number} ({unit.manifest}) is gone from the "
+            f"{target.catalog_container!r} container (deleted, or lost by storage); run the backup again."
+        ) from None
 
 
 def _open_listed_root(manifest: Manifest) -> int | None:

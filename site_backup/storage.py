@@ -20,7 +20,7 @@ import time
 import urllib.request
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,22 +82,17 @@ def _identity_account_url(env: Mapping[str, str], prefix: str) -> str | None:
     return f"https://{account}.blob.core.windows.net" if account else None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Storage:
-    """The storage a backup uses from one event loop: the account, both containers, which exist."""
+    """The storage a backup uses from one event loop: the account and both containers.
+
+    Containers are created by the first write that finds one missing (``BlobStore``), so a storage account
+    that lost one (an emulator restarted, a container deleted by hand) gets it back.
+    """
 
     store: BlobStore
     container: str
     catalog_container: str
-    _ready: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-
-    async def ensure_container(self, name: str) -> None:
-        """Create the container once per process (concurrent callers wait for the same request)."""
-        task = self._ready.get(name)
-        if task is None or (task.done() and task.exception() is not None):
-            task = asyncio.ensure_future(self.store.create_container(name))
-            self._ready[name] = task
-        await asyncio.shield(task)
 
 
 _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[StorageSettings, Storage]] = (
