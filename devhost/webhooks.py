@@ -230,7 +230,7 @@ class WebhookApi:
         body = await request.read()
         input_text: str | None = None
         if body.strip():
-            input_text = parse_json_body(body)
+            input_text = await parse_off_the_loop(body)
             if input_text is None:
                 return argument_error("Invalid JSON content")
         if input_text is not None and len(input_text) > PAYLOAD_WARN_BYTES:
@@ -354,7 +354,7 @@ class WebhookApi:
             return empty(410)
         if request.content_type != "application/json":
             return json_response({"Message": "Only application/json request content is supported"}, 400)
-        input_text = parse_json_body(await request.read())
+        input_text = await parse_off_the_loop(await request.read())
         if input_text is None:
             return json_response({"Message": "Invalid JSON content"}, 400)
         event = h.event_raised(h.format_timestamp(h.utcnow()), event_name, input_text)
@@ -365,6 +365,13 @@ class WebhookApi:
 
 # Json.NET, which the extension parses bodies with, refuses JSON nested deeper than this.
 MAX_JSON_DEPTH = 64
+
+
+async def parse_off_the_loop(body: bytes) -> str | None:
+    """``parse_json_body``, on a thread for a big body, so that parsing it never stalls the event loop."""
+    if len(body) < 64 * 1024:
+        return parse_json_body(body)
+    return await asyncio.to_thread(parse_json_body, body)
 
 
 def parse_json_body(body: bytes) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import stat
 import threading
 import time
 from pathlib import Path
@@ -43,14 +44,20 @@ class Mutator(threading.Thread):
             time.sleep(0.002)
 
     def _change(self, path: Path, change: str) -> None:
-        if change == "append":
+        if not path.exists() or not stat.S_ISREG(os.lstat(path).st_mode):
+            # Gone, a FIFO or a symlink since an earlier change: a regular file again (never open a FIFO here:
+            # opening one blocks until the other end is opened).
+            if path.is_symlink() or path.exists():
+                path.unlink()
+            path.write_bytes(f"recreated {time.time_ns()}\n".encode())
+        elif change == "append":
             with path.open("ab") as f:
                 f.write(b"+appended\n")
         elif change == "truncate":
             with path.open("r+b") as f:
                 f.truncate(max(0, f.seek(0, os.SEEK_END) // 2))
-        elif change == "replace":
-            new = path.with_name(path.name + ".new")
+        elif change == "replace":  # written next to the tree, then renamed over the file (atomic)
+            new = self.root.parent / "replacement"
             new.write_bytes(f"replaced {time.time_ns()}\n".encode())
             new.replace(path)
         elif change == "delete":
