@@ -171,7 +171,7 @@ WEBHOOK_FAILURES: list[tuple[str, object, str]] = [
                 "listed": {"files": 1, "bytes": 1},
             },
         },
-        "could not be backed up",
+        "is not the name of a manifest",
     ),
 ]
 
