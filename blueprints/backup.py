@@ -56,7 +56,7 @@ def backup_site_content(context: df.DurableOrchestrationContext) -> Generator[An
 
     After a budget of calls an execution lets its work finish and continues as new with its state.
     """
-    plan = Plan(PlanState.from_input(_input(context)), context.instance_id)
+    plan = Plan(PlanState.from_input(_input(context)), context.instance_id, lambda: context.current_utc_datetime)
     context.set_custom_status(plan.status())
     # Every outstanding task, and the calls it stands for: each yield waits on all of them, so every task
     # is always attached to the task_any being waited on.

@@ -122,6 +122,11 @@ class BlobStore:
             "PUT", container, name, query={"comp": "metadata"}, headers=_metadata_headers(metadata), expect=(200,)
         )
 
+    async def snapshot(self, container: str, name: str) -> str | None:
+        """Take a read-only snapshot of a blob as it is now; returns its time stamp (None if the blob is gone)."""
+        response = await self._send("PUT", container, name, query={"comp": "snapshot"}, expect=(201,), missing_ok=True)
+        return response.headers.get("x-ms-snapshot") if response.status_code == 201 else None
+
     async def delete_blob(self, container: str, name: str) -> None:
         """Delete a blob (and its snapshots); one that is already gone is fine."""
         await self._send(

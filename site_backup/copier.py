@@ -181,6 +181,26 @@ class Source:
     known_md5: str | None = None
     stat_matches: bool = False
     listed_size: int | None = None
+    stored: bool = False  # a blob of this name exists: snapshot it before overwriting it
+    parts: tuple[str, ...] = ()  # its names below the root, for the catalog
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the backup now holds for a file: the bytes with this MD5, taken from the file at this size and
+    modification time."""
+
+    md5: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one file, and what is stored for it (None when nothing is)."""
+
+    result: CopyResult
+    stored: Stored | None = None
 
 
 @dataclass
@@ -205,20 +225,21 @@ def open_and_read(open_file: Callable[[], OpenFile], limit: int) -> _SmallRead |
         opened.close()
 
 
-def uploaded(size: int) -> CopyResult:
-    return CopyResult(files=1, bytes=size, uploaded=1)
+def uploaded(identity: FileIdentity, md5: bytes, size: int) -> Outcome:
+    return Outcome(CopyResult(files=1, bytes=size, uploaded=1), Stored(md5.hex(), size, identity.mtime_ns))
 
 
-def unchanged(size: int) -> CopyResult:
-    return CopyResult(files=1, bytes=size, unchanged=1)
+def unchanged(identity: FileIdentity, md5: bytes) -> Outcome:
+    size = identity.size
+    return Outcome(CopyResult(files=1, bytes=size, unchanged=1), Stored(md5.hex(), size, identity.mtime_ns))
 
 
-VANISHED = CopyResult(files=1, vanished=1)
+VANISHED = Outcome(CopyResult(files=1, vanished=1))
 
 
-def failed(display: str, reason: object) -> CopyResult:
+def failed(display: str, reason: object) -> Outcome:
     """One file not backed up, and why: the path is shortened rather than the reason."""
-    return CopyResult(files=1, failed=1, failures=(short(f"{short(display, 160)}: {reason}"),))
+    return Outcome(CopyResult(files=1, failed=1, failures=(short(f"{short(display, 160)}: {reason}"),)))
 
 
 class Copier:
@@ -229,23 +250,29 @@ class Copier:
         self.store: BlobStore = target.store
         self.limits = limits()
 
-    async def copy_all(self, sources: Iterable[Source], priority: int = 0) -> CopyResult:
+    async def copy_all(
+        self, sources: Iterable[Source], priority: int = 0
+    ) -> tuple[CopyResult, list[tuple[Source, Stored]]]:
         """Copy files with bounded concurrency; StorageUnavailable from any of them fails the whole call.
 
-        ``priority`` orders this call's files against other calls in the process (lower goes first).
+        Returns the tally and what is now stored for each file that is. ``priority`` orders this call's files
+        against other calls in the process (lower goes first).
         """
         queue = iter(sources)
         total = CopyResult()
+        stored: list[tuple[Source, Stored]] = []
 
         async def worker() -> None:
             nonlocal total
             for source in queue:
                 await self.limits.files.acquire(priority)
                 try:
-                    result = await self.copy(source)
+                    outcome = await self.copy(source)
                 finally:
                     self.limits.files.release()
-                total += result  # after the await: ``total += await ...`` would add to a stale total
+                total += outcome.result  # after the await: ``total += await ...`` would add to a stale total
+                if outcome.stored is not None:
+                    stored.append((source, outcome.stored))
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -253,10 +280,10 @@ class Copier:
                     group.create_task(worker())
         except BaseExceptionGroup as errors:  # the first failure (the others were cancelled because of it)
             raise errors.exceptions[0] from None
-        return total
+        return total, stored
 
-    async def copy(self, source: Source) -> CopyResult:
-        """Back up one file; what happened to it as a one-file CopyResult."""
+    async def copy(self, source: Source) -> Outcome:
+        """Back up one file; what happened to it."""
         for attempt in range(1, READ_ATTEMPTS + 1):
             reserved = min(source.listed_size, SINGLE_PUT_LIMIT) + 1 if source.listed_size is not None else 0
             await self.limits.memory.acquire(reserved)
@@ -267,7 +294,7 @@ class Copier:
                 return VANISHED
             except FileChangedDuringBackup as exc:
                 if attempt == READ_ATTEMPTS:
-                    return CopyResult(files=1, failed=1, failures=(short(str(exc)),))
+                    return Outcome(CopyResult(files=1, failed=1, failures=(short(str(exc)),)))
                 log.info("%s changed while it was read; reading it again (attempt %d).", source.display, attempt + 1)
             except StorageUnavailable:
                 raise  # not this file's problem: the activity fails, the host retries it, the backup waits
@@ -279,7 +306,7 @@ class Copier:
                 await self.limits.memory.release(reserved)
         raise AssertionError("unreachable")
 
-    async def _copy_once(self, source: Source, reserved: int) -> CopyResult:
+    async def _copy_once(self, source: Source, reserved: int) -> Outcome:
         """One attempt: a small file (read within ``reserved`` bytes) goes up at once, a bigger one by blocks."""
         read = await in_io_thread(open_and_read, source.open, reserved - 1)
         if isinstance(read, _SmallRead):
@@ -290,9 +317,10 @@ class Copier:
         finally:
             read.close()
 
-    async def _put_read(self, source: Source, read: _SmallRead) -> CopyResult:
+    async def _put_read(self, source: Source, read: _SmallRead) -> Outcome:
         if read.md5.hex() == source.known_md5:
             return await self._unchanged(source, read.before, read.md5)
+        await self._keep_previous(source)
         await self.store.put_blob(
             self.target.container,
             source.blob,
@@ -301,9 +329,14 @@ class Copier:
             content_type(source.blob),
             metadata(read.before, read.md5),
         )
-        return uploaded(len(read.data))
+        return uploaded(read.before, read.md5, len(read.data))
 
-    async def _copy_opened(self, source: Source, opened: OpenFile) -> CopyResult:
+    async def _keep_previous(self, source: Source) -> None:
+        """Snapshot the stored copy before it is overwritten: earlier runs' catalogs may need its bytes."""
+        if source.stored:
+            await self.store.snapshot(self.target.container, source.blob)
+
+    async def _copy_opened(self, source: Source, opened: OpenFile) -> Outcome:
         before = opened.identity
         if before.size <= SINGLE_PUT_LIMIT:
             return await self._put_whole(source, opened, before)
@@ -317,12 +350,13 @@ class Copier:
         )
         _ensure_unchanged(source.display, before, FileIdentity.of(os.fstat(opened.fd)), read)
         ids = [block_id(identity_tag(before), i) for i in range(block_count(before.size))]
+        await self._keep_previous(source)
         await self.store.put_block_list(
             self.target.container, source.blob, ids, md5, content_type(source.blob), metadata(before, md5)
         )
-        return uploaded(read)
+        return uploaded(before, md5, read)
 
-    async def _put_whole(self, source: Source, opened: OpenFile, before: FileIdentity) -> CopyResult:
+    async def _put_whole(self, source: Source, opened: OpenFile, before: FileIdentity) -> Outcome:
         await self.limits.memory.acquire(before.size + 1)
         try:
             data, md5, after = await in_io_thread(read_whole, opened.fd, before.size)
@@ -331,11 +365,11 @@ class Copier:
         finally:
             await self.limits.memory.release(before.size + 1)
 
-    async def _unchanged(self, source: Source, identity: FileIdentity, md5: bytes) -> CopyResult:
+    async def _unchanged(self, source: Source, identity: FileIdentity, md5: bytes) -> Outcome:
         """The stored copy holds these bytes; record the file's times with it so the next run skips it."""
         if not source.stat_matches:
             await self.store.set_metadata(self.target.container, source.blob, metadata(identity, md5))
-        return unchanged(identity.size)
+        return unchanged(identity, md5)
 
     async def _stage_blocks(
         self,
@@ -409,17 +443,18 @@ class Copier:
         finally:
             opened.close()
 
-    async def commit_segments(self, source: Source, listed: FileIdentity) -> CopyResult:
+    async def commit_segments(self, source: Source, listed: FileIdentity) -> Outcome:
         """Commit a large file's staged blocks, with the MD5 of the file as it still is."""
         opened = await self._open_as_listed(source, listed)
         try:
             md5, after = await in_io_thread(hash_file, opened.fd)
             _ensure_unchanged(source.display, listed, after, after.size)
             ids = [block_id(identity_tag(listed), i) for i in range(block_count(listed.size))]
+            await self._keep_previous(source)
             await self.store.put_block_list(
                 self.target.container, source.blob, ids, md5, content_type(source.blob), metadata(listed, md5)
             )
-            return uploaded(listed.size)
+            return uploaded(listed, md5, listed.size)
         finally:
             opened.close()
 

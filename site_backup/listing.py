@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from .blobstore import BlobInfo, BlobPage, BlobStore
+from .catalog import CatalogEntry, CatalogPart, part_name
 from .copier import in_io_thread, stored_copy_matches
 from .fsaccess import FileIdentity, open_directory
 from .globs import compile_glob
@@ -155,7 +156,8 @@ class StoredBlobs:
 
 @dataclass
 class _PageBuilder:
-    """Cuts a page's files into work units and writes their manifests as they fill up."""
+    """Cuts a page's files into work units and writes their manifests as they fill up; the files already
+    stored go into the run's catalog, in parts of the same size. Units and parts share one numbering."""
 
     target: Storage
     run: str
@@ -167,7 +169,23 @@ class _PageBuilder:
     units: list[WorkUnit] = field(default_factory=list)
     batch: list[ManifestEntry] = field(default_factory=list)
     batch_bytes: int = 0
+    already: list[CatalogEntry] = field(default_factory=list)
     writes: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def add_stored(self, entry: CatalogEntry) -> None:
+        """A file the stored copy already holds: into the catalog, not into a unit."""
+        self.already.append(entry)
+        if len(self.already) >= self.tuning.batch_files:
+            self._part()
+
+    def _part(self) -> None:
+        number = self.next_unit
+        self.next_unit += 1
+        part = CatalogPart(str(self.root), self.prefix, tuple(self.already))
+        self.writes.append(
+            asyncio.ensure_future(self._write(part_name(str(self.root), self.run, number), part.to_bytes()))
+        )
+        self.already = []
 
     def add(self, entry: ManifestEntry) -> None:
         if entry.size > self.tuning.large_file_bytes:
@@ -182,12 +200,14 @@ class _PageBuilder:
         if self.batch:
             self._unit(self.batch, 0)
             self.batch, self.batch_bytes = [], 0
+        if self.already:
+            self._part()
 
     def _unit(self, entries: list[ManifestEntry], segments: int) -> None:
         number = self.next_unit
         self.next_unit += 1
         name = manifest_name(self.run, number)
-        manifest = Manifest(str(self.root), self.root_ino, self.prefix, tuple(entries))
+        manifest = Manifest(self.run, str(self.root), self.root_ino, self.prefix, tuple(entries))
         self.units.append(WorkUnit(number, name, len(entries), sum(e.size for e in entries), segments))
         self.writes.append(asyncio.ensure_future(self._write(name, manifest.to_bytes())))
 
@@ -228,7 +248,14 @@ async def list_page(page: PageRequest) -> PageResult:
         more = await in_io_thread(tree.has_more)
         cursor = ListingCursor(tally.last, stored.resume_marker, builder.next_unit, stored.exhausted) if more else None
         return PageResult(
-            tuple(builder.units), cursor, tally.listed, tally.unchanged, tuning, tally.failed, tuple(tally.failures)
+            tuple(builder.units),
+            cursor,
+            tally.listed,
+            tally.unchanged,
+            tuning,
+            tally.failed,
+            tuple(tally.failures),
+            str(tree.root),
         )
     finally:
         await in_io_thread(tree.close)
@@ -267,13 +294,25 @@ async def _list_entry(
         return
     found = await stored.find(name)
     matches = found is not None and stored_copy_matches(found, FileIdentity.of(entry.stat))
+    st = entry.stat
     if matches and not verify:
+        assert found is not None and found.content_md5 is not None
         tally.unchanged += Counts(1, size)
+        builder.add_stored(CatalogEntry(entry.parts, size, st.st_mtime_ns, found.content_md5.hex()))
         return
     known = found.content_md5.hex() if found and found.content_md5 and found.size == size else None
-    st = entry.stat
     builder.add(
-        ManifestEntry(entry.parts, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, entry.target, known, matches)
+        ManifestEntry(
+            entry.parts,
+            size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            st.st_ino,
+            entry.target,
+            known,
+            matches,
+            found is not None,
+        )
     )
 
 

@@ -34,9 +34,10 @@ class ManifestEntry:
     """One file to copy, as the listing saw it.
 
     ``parts`` are its names below the root (the blob name comes from them); ``target`` the names of the file
-    actually read when it is a symlink. ``known_md5`` is the MD5 of the stored copy when one of the same size
-    exists: if the file still hashes to it, nothing is uploaded. ``stat_matches`` says the stored copy's
-    recorded size, mtime and ctime already match (a ``verify`` run re-checks only the content).
+    actually read when it is a symlink. ``stored`` says a blob of that name exists (its content is snapshotted
+    before it is overwritten). ``known_md5`` is the MD5 of the stored copy when one of the same size exists: if
+    the file still hashes to it, nothing is uploaded. ``stat_matches`` says the stored copy's recorded size,
+    mtime and ctime already match (a ``verify`` run re-checks only the content).
     """
 
     parts: tuple[str, ...]
@@ -47,6 +48,7 @@ class ManifestEntry:
     target: tuple[str, ...] | None = None
     known_md5: str | None = None
     stat_matches: bool = False
+    stored: bool = False
 
     @property
     def key(self) -> str:
@@ -59,28 +61,29 @@ class ManifestEntry:
     def to_json(self) -> list[Any]:
         target = to_wire("/".join(self.target)) if self.target is not None else None
         row = [to_wire("/".join(self.parts)), self.size, self.mtime_ns, self.ctime_ns, self.ino, target]
-        return [*row, self.known_md5, int(self.stat_matches)]
+        return [*row, self.known_md5, int(self.stat_matches), int(self.stored)]
 
     @classmethod
     def from_json(cls, row: object) -> ManifestEntry:
-        if not isinstance(row, list) or len(row) != 8:
+        if not isinstance(row, list) or len(row) != 9:
             raise InvalidBackupRequest("Malformed manifest entry.")
-        name, size, mtime, ctime, ino, target, md5, matches = row
+        name, size, mtime, ctime, ino, target, md5, matches, stored = row
         if not (isinstance(name, str) and all(isinstance(v, int) for v in (size, mtime, ctime, ino))):
             raise InvalidBackupRequest("Malformed manifest entry.")
         return cls(
-            _parts(name),
+            relative_names(name),
             size,
             mtime,
             ctime,
             ino,
-            _parts(target) if isinstance(target, str) else None,
+            relative_names(target) if isinstance(target, str) else None,
             md5 if isinstance(md5, str) else None,
             bool(matches),
+            bool(stored),
         )
 
 
-def _parts(wire: str) -> tuple[str, ...]:
+def relative_names(wire: str) -> tuple[str, ...]:
     """A relative path from a manifest as names; anything that could climb out of the root is refused."""
     parts = tuple(from_wire(wire).split("/"))
     if any(p in ("", ".", "..") or "\x00" in p for p in parts):
@@ -90,8 +93,10 @@ def _parts(wire: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Manifest:
-    """The files of one work unit, below ``root`` (stored under blob names starting with ``prefix``)."""
+    """The files of one work unit of run ``run``, below ``root`` (stored under blob names starting with
+    ``prefix``)."""
 
+    run: str
     root: str
     root_ino: int
     prefix: str
@@ -100,6 +105,7 @@ class Manifest:
     def to_bytes(self) -> bytes:
         data = {
             "version": FORMAT_VERSION,
+            "run": self.run,
             "root": to_wire(self.root),
             "rootIno": self.root_ino,
             "prefix": self.prefix,
@@ -115,9 +121,9 @@ class Manifest:
             raise InvalidBackupRequest(f"Malformed manifest: {exc}.") from exc
         if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
             raise InvalidBackupRequest("Malformed manifest: unknown format.")
-        root, ino, prefix, entries = (data.get(k) for k in ("root", "rootIno", "prefix", "entries"))
-        if not (isinstance(root, str) and isinstance(ino, int) and isinstance(prefix, str)):
+        run, root, ino, prefix, entries = (data.get(k) for k in ("run", "root", "rootIno", "prefix", "entries"))
+        if not (isinstance(run, str) and isinstance(root, str) and isinstance(ino, int) and isinstance(prefix, str)):
             raise InvalidBackupRequest("Malformed manifest.")
         if not isinstance(entries, list):
             raise InvalidBackupRequest("Malformed manifest: 'entries' must be a list.")
-        return cls(from_wire(root), ino, prefix, tuple(ManifestEntry.from_json(e) for e in entries))
+        return cls(run, from_wire(root), ino, prefix, tuple(ManifestEntry.from_json(e) for e in entries))

@@ -260,9 +260,11 @@ class PageResult:
     tuning: Tuning
     failed: int = 0
     failures: tuple[str, ...] = ()
+    root: str | None = None  # the root as listed: with ``..`` and symlinks resolved
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "root": self.root,
             "units": [u.to_json() for u in self.units],
             "cursor": self.cursor.to_json() if self.cursor else None,
             "listed": self.listed.to_json(),
@@ -287,6 +289,7 @@ class PageResult:
             Tuning.from_json(data.get("tuning")),
             _field(data, "failed", int, "listing page"),
             _texts(data, "failures", "listing page"),
+            _optional(data, "root", str, "listing page"),
         )
 
 
@@ -357,17 +360,78 @@ class SegmentTask:
 
 
 @dataclass(frozen=True)
-class FinishTask:
-    """E2_FinishBackup's input: the run whose working files can go."""
+class RunSummary:
+    """A sealed run: who, what, when, and how it ended."""
 
     run: str
+    root: str
+    started: str  # ISO 8601, UTC
+    finished: str
+    outcome: str  # "completed" or "failed"
+    files: int
+    bytes: int
+    uploaded: int = 0
+    unchanged: int = 0
+    vanished: int = 0
+    failed: int = 0
+    reason: str | None = None
+    generations: int = 1
 
     def to_json(self) -> dict[str, Any]:
-        return {"run": self.run}
+        return {
+            "id": self.run,
+            "rootDirectory": self.root,
+            "started": self.started,
+            "finished": self.finished,
+            "outcome": self.outcome,
+            "files": self.files,
+            "bytes": self.bytes,
+            "uploaded": self.uploaded,
+            "unchanged": self.unchanged,
+            "vanished": self.vanished,
+            "failed": self.failed,
+            "reason": self.reason,
+            "generations": self.generations,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> RunSummary:
+        data = _object(value, "run summary")
+        text = {k: _field(data, k, str, "run summary") for k in ("id", "rootDirectory", "started", "finished")}
+        outcome = _field(data, "outcome", str, "run summary")
+        numbers = {k: _field(data, k, int, "run summary") for k in ("files", "bytes", "uploaded", "unchanged")}
+        reason = data.get("reason")
+        return cls(
+            text["id"],
+            text["rootDirectory"],
+            text["started"],
+            text["finished"],
+            outcome,
+            numbers["files"],
+            numbers["bytes"],
+            numbers["uploaded"],
+            numbers["unchanged"],
+            _field(data, "vanished", int, "run summary"),
+            _field(data, "failed", int, "run summary"),
+            reason if isinstance(reason, str) else None,
+            _field(data, "generations", int, "run summary"),
+        )
+
+
+@dataclass(frozen=True)
+class FinishTask:
+    """E2_FinishBackup's input: the run to seal with its summary, whose working files can then go."""
+
+    summary: RunSummary
+
+    def to_json(self) -> dict[str, Any]:
+        return {"summary": self.summary.to_json()}
 
     @classmethod
     def from_json(cls, value: object) -> FinishTask:
-        return cls(_run_id(_object(value, "finish task")))
+        summary = RunSummary.from_json(_object(value, "finish task").get("summary"))
+        _run_id({"run": summary.run})
+        return cls(summary)
 
 
 @dataclass(frozen=True)

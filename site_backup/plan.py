@@ -21,7 +21,9 @@ any of them, and hands each result back. Everything here is pure and determinist
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -33,6 +35,7 @@ from .messages import (
     ListingCursor,
     PageRequest,
     PageResult,
+    RunSummary,
     SegmentTask,
     Totals,
     Tuning,
@@ -152,6 +155,7 @@ class PlanState:
     counted: bool = False
     generation: int = 1
     outage: Outage | None = None
+    started: str | None = None  # when the run began (ISO 8601, UTC), for its summary in the catalog
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -168,6 +172,7 @@ class PlanState:
                 "counted": self.counted,
                 "generation": self.generation,
                 "outage": self.outage.to_json() if self.outage else None,
+                "started": self.started,
             },
         }
 
@@ -195,6 +200,7 @@ class PlanState:
             _field(carried, "counted", bool, "plan"),
             _field(carried, "generation", int, "plan"),
             Outage.from_json(carried["outage"]) if carried.get("outage") is not None else None,
+            carried["started"] if isinstance(carried.get("started"), str) else None,
         )
         if state.done.files > state.listed.files or state.done.failed > state.done.files:
             raise InvalidBackupRequest("Malformed plan: more files done than listed.")
@@ -204,9 +210,12 @@ class PlanState:
 class Plan:
     """Decides the next calls of one execution and folds their results into the state."""
 
-    def __init__(self, state: PlanState, run: str) -> None:
+    def __init__(self, state: PlanState, run: str, clock: Callable[[], datetime] | None = None) -> None:
+        """``clock`` is the orchestration's deterministic time (``context.current_utc_datetime``)."""
         self.state = state
         self.run = run
+        self.clock = clock or (lambda: datetime(1970, 1, 1, tzinfo=UTC))
+        state.started = state.started or iso(self.clock())
         self.listing_in_flight = False
         self.counting = False
         self.work_in_flight = 0
@@ -248,8 +257,34 @@ class Plan:
                 groups.append(group)
         if self._all_done() and not self.finishing:
             self.finishing = True
-            groups.append([Call(Step.FINISH, FinishTask(self.run).to_json())])
+            groups.append([Call(Step.FINISH, FinishTask(self.summary()).to_json())])
         return groups
+
+    def summary(self) -> RunSummary:
+        """How the run ended, for the catalog: ``completed``, ``incomplete`` (some files could not be backed up,
+        every other one is in the catalog) or ``failed`` (the backup could not go on)."""
+        state, done = self.state, self.state.done
+        if self.fatal is not None:
+            outcome, reason = "failed", self.fatal
+        elif done.failed:
+            outcome, reason = "incomplete", failure_report(done)
+        else:
+            outcome, reason = "completed", None
+        return RunSummary(
+            self.run,
+            state.request.root_directory,
+            state.started or iso(self.clock()),
+            iso(self.clock()),
+            outcome,
+            done.files - done.failed - done.vanished,
+            done.bytes,
+            done.uploaded,
+            done.unchanged,
+            done.vanished,
+            done.failed,
+            short(reason, 2000) if reason else None,
+            state.generation,
+        )
 
     def _wait_for_storage(self) -> list[list[Call]]:
         """A timer before storage is tried again, or, once the outage outlasts its budget, the end."""
@@ -381,6 +416,8 @@ class Plan:
     def _page(self, page: PageResult) -> None:
         state = self.state
         state.tuning = state.tuning or page.tuning
+        if page.root is not None and page.root != state.request.root_directory:
+            state.request = state.request.with_root(page.root)  # as resolved, which names it in the catalog
         state.ready.extend(page.units)
         state.cursor = page.cursor or state.cursor
         state.listing_done = page.cursor is None
@@ -487,6 +524,11 @@ class Plan:
         if done.failed:
             raise BackupIncomplete(failure_report(done))
         return done.bytes
+
+
+def iso(moment: datetime) -> str:
+    """An aware UTC time as ISO 8601 with microseconds and a Z, the catalog's time format."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _failed(unit: WorkUnit, error: str) -> CopyResult:

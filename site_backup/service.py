@@ -8,6 +8,8 @@ run twice (a retried listing page rewrites the same manifests, a copy overwrites
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 from dataclasses import replace
@@ -15,7 +17,8 @@ from functools import partial
 from typing import Any
 
 from .blobstore import StorageRequestFailed, StorageUnavailable
-from .copier import Copier, Source, in_io_thread, stored_copy_matches
+from .catalog import CatalogEntry, CatalogPart, part_name, summary_name
+from .copier import Copier, Source, Stored, in_io_thread, stored_copy_matches
 from .errors import BackupError, DirectoryNotAllowed, InvalidBackupRequest
 from .fsaccess import FileIdentity, OpenFile, PathGone, normalised, open_directory, open_file_below, open_regular_file
 from .listing import count_files, display_path, list_files, list_page
@@ -109,12 +112,29 @@ async def copy_unit(unit: WorkUnit) -> CopyResult:
                 known_md5=entry.known_md5,
                 stat_matches=entry.stat_matches,
                 listed_size=entry.size,
+                stored=entry.stored,
+                parts=entry.parts,
             )
             for entry in manifest.entries
         )
-        return await Copier(target).copy_all(sources, priority=unit.number)
+        result, stored = await Copier(target).copy_all(sources, priority=unit.number)
     finally:
         os.close(root_fd)
+    await _write_part(manifest, unit.number, stored)
+    return result
+
+
+async def _write_part(manifest: Manifest, number: int, stored: list[tuple[Source, Stored]]) -> None:
+    """The unit's part of the run's catalog: the files it backed up, as stored (a retry rewrites it)."""
+    entries = sorted(
+        (CatalogEntry(source.parts, copy.size, copy.mtime_ns, copy.md5) for source, copy in stored),
+        key=lambda e: e.key,
+    )
+    part = CatalogPart(manifest.root, manifest.prefix, tuple(entries))
+    body = part.to_bytes()
+    target = storage()
+    name = part_name(manifest.root, manifest.run, number)
+    await target.store.put_blob(target.catalog_container, name, body, md5_of(body), "application/json", {})
 
 
 async def stage_file_segment(value: object) -> dict[str, Any]:
@@ -134,21 +154,27 @@ async def commit_file_segments(value: object) -> dict[str, Any]:
     task = SegmentTask.from_json(value)
     source, listed, root_fd = await _large_file(task)
     try:
-        result = await Copier(storage()).commit_segments(source, listed)
+        outcome = await Copier(storage()).commit_segments(source, listed)
     finally:
         os.close(root_fd)
+    assert outcome.stored is not None
+    await _write_part(await _manifest(task.unit), task.unit.number, [(source, outcome.stored)])
     log.info("Committed %s (%d bytes in %d segments).", source.display, listed.size, task.unit.segments)
-    return result.to_json()
+    return outcome.result.to_json()
 
 
 async def finish_backup(value: object) -> dict[str, Any]:
-    """Delete a run's manifests; nothing else of the run is kept in the work area."""
+    """Seal the run (its summary into the catalog's index), then delete its manifests from the work area."""
     task = FinishTask.from_json(value)
+    summary = task.summary
     target = storage()
+    body = json.dumps(summary.to_json(), separators=(",", ":")).encode()
+    name = summary_name(summary.root, summary.run, summary.started)
+    await target.store.put_blob(target.catalog_container, name, body, md5_of(body), "application/json", {})
     names: list[str] = []
     marker: str | None = None
     while True:
-        page = await target.store.list_blobs(target.catalog_container, work_prefix(task.run), marker)
+        page = await target.store.list_blobs(target.catalog_container, work_prefix(summary.run), marker)
         names.extend(b.name for b in page.blobs)
         if not (marker := page.next_marker):
             break
@@ -159,7 +185,8 @@ async def finish_backup(value: object) -> dict[str, Any]:
             await target.store.delete_blob(target.catalog_container, name)
 
     await asyncio.gather(*(delete(n) for n in names))
-    return {"deleted": len(names)}
+    log.info("Sealed run %s of %s (%s) as %s.", summary.run, summary.root, summary.outcome, name)
+    return {"sealed": name, "deleted": len(names)}
 
 
 async def copy_path(path: str) -> int:
@@ -183,8 +210,8 @@ async def copy_path(path: str) -> int:
         return identity.size
     known = stored.content_md5.hex() if stored and stored.content_md5 and stored.size == identity.size else None
     display = display_path(path, ())
-    source = Source(blob, display, partial(open_regular_file, path, roots), known_md5=known)
-    result = await Copier(target).copy(source)
+    source = Source(blob, display, partial(open_regular_file, path, roots), known_md5=known, stored=stored is not None)
+    result = (await Copier(target).copy(source)).result
     if result.failed:
         raise CopyFailed(result.failures[0])
     return result.bytes
@@ -201,6 +228,10 @@ async def _manifest(unit: WorkUnit) -> Manifest:
             f"The list of files of work unit {unit.number} ({unit.manifest}) is gone from the "
             f"{target.catalog_container!r} container (deleted, or lost by storage); run the backup again."
         ) from None
+
+
+def md5_of(body: bytes) -> bytes:
+    return hashlib.md5(body, usedforsecurity=False).digest()
 
 
 def _open_listed_root(manifest: Manifest) -> int | None:
@@ -241,4 +272,5 @@ async def _large_file(task: SegmentTask) -> tuple[Source, FileIdentity, int]:
         return open_file_below(root_fd, entry.open_parts)
 
     listed = FileIdentity(0, entry.ino, entry.size, entry.mtime_ns, entry.ctime_ns)
-    return Source(manifest.prefix + entry.key, display, open_it), listed, root_fd
+    source = Source(manifest.prefix + entry.key, display, open_it, stored=entry.stored, parts=entry.parts)
+    return source, listed, root_fd

@@ -278,16 +278,17 @@ def test_a_forged_manifest_cannot_reach_outside_the_root(tree, container, azurit
     catalog.create_container()
     climbing = {
         "version": 1,
+        "run": "forged",
         "root": str(tree),
         "rootIno": tree.stat().st_ino,
         "prefix": "x/",
-        "entries": [["../../etc/passwd", 1, 0, 0, 0, None, None, 0]],
+        "entries": [["../../etc/passwd", 1, 0, 0, 0, None, None, 0, 0]],
     }
     catalog.upload_blob("work/forged/00000001.json", json.dumps(climbing))
     unit = {"number": 1, "manifest": "work/forged/00000001.json", "files": 1, "bytes": 1}
     with pytest.raises(InvalidBackupRequest, match="not a relative path below the root"):
         call_activity("E2_CopyFileToBlob", json.dumps(unit))
-    elsewhere = {**climbing, "root": "/etc", "entries": [["passwd", 1, 0, 0, 0, None, None, 0]]}
+    elsewhere = {**climbing, "root": "/etc", "entries": [["passwd", 1, 0, 0, 0, None, None, 0, 0]]}
     catalog.upload_blob("work/forged/00000002.json", json.dumps(elsewhere))
     with pytest.raises(DirectoryNotAllowed):
         call_activity("E2_CopyFileToBlob", json.dumps({**unit, "manifest": "work/forged/00000002.json"}))
