@@ -1,27 +1,37 @@
 """HTTP starter: ``POST /orchestrators/{functionName}`` validates the request, then starts it.
 
-Everything is checked before anything starts, and every error is a JSON body
+It starts a backup (E2_BackupSiteContent), a restore (E2_RestoreSiteContent) or a verify
+(E2_VerifySiteBackup). Everything is checked before anything starts, and every error is a JSON body
 ``{"error": "..."}`` with a status a client can act on.
 """
 
 import asyncio
 import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from site_backup.errors import DirectoryNotAllowed, InvalidBackupRequest
-from site_backup.request import BackupRequest, parse_json_body
+from site_backup.recovery import checked_restore, checked_verify
+from site_backup.request import parse_json_body
 from site_backup.service import checked_request
 
-from .names import BACKUP_ORCHESTRATOR
+from .names import BACKUP_ORCHESTRATOR, RESTORE_ORCHESTRATOR, VERIFY_ORCHESTRATOR
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
 
-# Orchestrators meant to be started over HTTP, by lower-case name (function names are case-insensitive).
-STARTABLE = {BACKUP_ORCHESTRATOR.lower(): BACKUP_ORCHESTRATOR}
+# Orchestrators meant to be started over HTTP, and how each one's request is checked; looked up by lower-case
+# name (function names are case-insensitive).
+CHECKS: dict[str, Callable[[object], Any]] = {
+    BACKUP_ORCHESTRATOR: checked_request,
+    RESTORE_ORCHESTRATOR: checked_restore,
+    VERIFY_ORCHESTRATOR: checked_verify,
+}
+STARTABLE = {name.lower(): name for name in CHECKS}
 # A request is a directory and a few patterns: anything bigger is refused before it is parsed.
 MAX_BODY_BYTES = 32 * 1024
 # Checking the directory touches the file system; a hung mount answers 503 instead of holding the request.
@@ -36,7 +46,7 @@ METHODS = ["POST", "GET", "PUT", "PATCH", "DELETE"]
 @bp.route(route="orchestrators/{functionName}", methods=METHODS, auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
 async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    """Start E2_BackupSiteContent for a directory sent as a JSON string or object."""
+    """Start a backup of a directory (a JSON string or object), or a restore or a verify of a backup."""
     if req.method.upper() != "POST":
         response = json_error(405, f"Use POST to start a backup; {req.method.upper()} does nothing here.")
         response.headers["Allow"] = "POST"
@@ -44,7 +54,8 @@ async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClien
     requested = req.route_params.get("functionName", "")
     name = STARTABLE.get(requested.lower())
     if name is None:
-        return json_error(404, f"No orchestrator {requested!r} can be started here; use {BACKUP_ORCHESTRATOR!r}.")
+        known = ", ".join(repr(n) for n in CHECKS)
+        return json_error(404, f"No orchestrator {requested!r} can be started here; use one of {known}.")
     body = req.get_body()
     if len(body) > MAX_BODY_BYTES:
         return json_error(
@@ -52,7 +63,7 @@ async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClien
         )
     try:
         # Parsing and the directory checks run off the event loop, so nothing a request holds stalls the host.
-        request = await asyncio.wait_for(asyncio.to_thread(_check, body), CHECK_SECONDS)
+        request = await asyncio.wait_for(asyncio.to_thread(_check, CHECKS[name], body), CHECK_SECONDS)
     except InvalidBackupRequest as exc:
         return json_error(400, str(exc))
     except DirectoryNotAllowed as exc:
@@ -70,12 +81,12 @@ async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClien
             503,
             "The backup could not be started: the Durable Functions runtime did not accept it. Try again in a moment.",
         )
-    log.info("Started %s instance %s for %s.", name, instance_id, request.root_directory)
+    log.info("Started %s instance %s: %s.", name, instance_id, json.dumps(request.to_json()))
     return client.create_check_status_response(req, instance_id)
 
 
-def _check(body: bytes) -> BackupRequest:
-    return checked_request(parse_json_body(body))
+def _check(check: Callable[[object], Any], body: bytes) -> Any:
+    return check(parse_json_body(body))
 
 
 def json_error(status: int, message: str) -> func.HttpResponse:

@@ -51,12 +51,13 @@ TRANSIENT_STATUSES = frozenset({408, 429})
 
 @dataclass(frozen=True)
 class BlobInfo:
-    """What a listing or a HEAD says about one blob."""
+    """What a listing or a HEAD says about one blob (``snapshot`` is set for a snapshot of it)."""
 
     name: str
     size: int
     content_md5: bytes | None
     metadata: Mapping[str, str]
+    snapshot: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,25 @@ class BlobStore:
         response = await self._send("GET", container, name, expect=(200,))
         return response.body()
 
+    async def get_range(
+        self, container: str, name: str, offset: int, length: int, snapshot: str | None = None
+    ) -> bytes:
+        """``length`` bytes of a blob (or of one of its snapshots) from ``offset``."""
+        query = {"snapshot": snapshot} if snapshot else None
+        headers = {"x-ms-range": f"bytes={offset}-{offset + length - 1}"}
+        response = await self._send("GET", container, name, query=query, headers=headers, expect=(200, 206))
+        return response.body()
+
+    async def versions(self, container: str, name: str) -> list[BlobInfo]:
+        """The blob and its snapshots (oldest first, the blob itself last), with their sizes and MD5s."""
+        found: list[BlobInfo] = []
+        marker: str | None = None
+        while True:
+            page = await self.list_blobs(container, name, marker, snapshots=True)
+            found.extend(b for b in page.blobs if b.name == name)
+            if not (marker := page.next_marker):
+                return sorted(found, key=lambda b: (b.snapshot is None, b.snapshot or ""))
+
     async def properties(self, container: str, name: str) -> BlobInfo | None:
         """A blob's size, Content-MD5 and metadata, or None when there is no such blob."""
         response = await self._send("HEAD", container, name, expect=(200,), missing_ok=True)
@@ -158,13 +178,18 @@ class BlobStore:
         md5 = headers.get("Content-MD5")
         return BlobInfo(name, int(headers.get("Content-Length", "0")), _unb64(md5), metadata)
 
-    async def list_blobs(self, container: str, prefix: str, marker: str | None = None) -> BlobPage:
-        """One page of the blobs whose names start with ``prefix``, with metadata, in name order.
-
-        A container that does not exist yet lists as empty.
+    async def list_blobs(
+        self, container: str, prefix: str, marker: str | None = None, snapshots: bool = False, flat: bool = True
+    ) -> BlobPage:
+        """One page of the blobs whose names start with ``prefix``, with metadata, in name order (and their
+        snapshots, with ``snapshots``; only those directly "in" ``prefix``, not below a further ``/``, unless
+        ``flat``). A container that does not exist yet lists as empty.
         """
-        query = {"restype": "container", "comp": "list", "include": "metadata", "maxresults": str(LIST_PAGE_SIZE)}
+        include = "metadata,snapshots" if snapshots else "metadata"
+        query = {"restype": "container", "comp": "list", "include": include, "maxresults": str(LIST_PAGE_SIZE)}
         query["prefix"] = prefix
+        if not flat:
+            query["delimiter"] = "/"
         if marker:
             query["marker"] = marker
         response = await self._send("GET", container, None, query=query, expect=(200,), missing_ok=True)
@@ -258,7 +283,7 @@ def _parse_listing(body: bytes) -> BlobPage:
         md5 = _unb64(properties.findtext("Content-MD5")) if properties is not None else None
         metadata_element = blob.find("Metadata")
         metadata = {m.tag.lower(): m.text or "" for m in metadata_element} if metadata_element is not None else {}
-        blobs.append(BlobInfo(name, size, md5, metadata))
+        blobs.append(BlobInfo(name, size, md5, metadata, blob.findtext("Snapshot") or None))
     marker = root.findtext("NextMarker") or None
     return BlobPage(tuple(blobs), marker)
 

@@ -6,7 +6,9 @@ It lives in the catalog container (``BACKUP_CATALOG_CONTAINER``), never among th
   names, sizes, modification times and MD5s. The copy activity of a work unit writes the part of its unit; a
   listing page writes the parts of the files it found already stored. A retried activity rewrites its own part.
 - ``index/<root key>/<started>-<run id>.json``: a run's summary, written when the run ends; this is what
-  seals it. Listing ``index/<root key>/`` lists a root's runs, in time order, without reading their parts.
+  seals it. Listing ``index/<root key>/`` lists a root's runs, in time order, without reading their parts
+  (each entry's metadata carries the outcome and the end time, so picking a run reads no summary).
+- ``ids/<run id>.json``: the same summary, found by the run's id alone.
 
 ``<root key>`` is a hash of the root's path, so roots never share a catalog prefix; the summary names the
 root. Where a file's bytes live is not written down: a part records the MD5 of the bytes the run stored, and
@@ -27,7 +29,7 @@ from .manifest import relative_names
 from .naming import blob_segment
 from .wire import from_wire, to_wire
 
-RUNS, INDEX = "runs", "index"
+RUNS, INDEX, IDS = "runs", "index", "ids"
 FORMAT_VERSION = 1
 
 
@@ -50,8 +52,16 @@ def index_prefix(root: str) -> str:
 
 def summary_name(root: str, run: str, started: str) -> str:
     """The index entry of a run; names sort by start time (``started`` is ISO 8601 UTC)."""
-    stamp = re.sub(r"[^0-9TZ]", "", started)
-    return f"{index_prefix(root)}{stamp}-{run}.json"
+    return f"{index_prefix(root)}{stamp(started)}-{run}.json"
+
+
+def id_name(run: str) -> str:
+    return f"{IDS}/{run}.json"
+
+
+def stamp(moment: str) -> str:
+    """An ISO 8601 UTC time as the digits of a sortable name (``20261201T101500123456Z``)."""
+    return re.sub(r"[^0-9TZ]", "", moment)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ by component like any other path.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -236,3 +237,65 @@ def read_up_to(fd: int, limit: int) -> bytes:
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+# ---- writing below a root (restores) ------------------------------------------------------------------------
+
+TEMP_SUFFIX = ".site-backup-restore"
+
+
+def make_directory_below(root_fd: int, parts: Sequence[str]) -> int:
+    """Open the directory at ``parts`` below ``root_fd``, creating what is missing, never following a symlink.
+
+    A symlink or a file in the way raises PathGone: nothing is ever written through a link. The caller closes
+    the descriptor.
+    """
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            try:
+                child = open_directory_at(fd, part)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):  # made by a concurrent restore meanwhile
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                child = open_directory_at(fd, part)
+            os.close(fd)
+            fd = child
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in GONE_ERRNOS or exc.errno == errno.EEXIST:
+            raise PathGone("/".join(parts)) from exc
+        raise
+    return fd
+
+
+def temp_name(name: str) -> str:
+    """The temporary name a file is written under before it is renamed into place: fixed for each name, so a
+    restore run again after a crash replaces its own leftover instead of leaving it behind."""
+    head = name.encode("utf-8", "surrogateescape")[: 255 - 1 - len(TEMP_SUFFIX)].decode("utf-8", "ignore")
+    return f".{head}{TEMP_SUFFIX}"
+
+
+def create_temp_file(dir_fd: int, name: str) -> int:
+    """Create the temporary file for ``name``, exclusively: whatever has its name already (a crashed restore's
+    leftover, or a link someone planted) is unlinked first, never opened or followed."""
+    temp = temp_name(name)
+    for _ in range(3):
+        try:
+            return os.open(
+                temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd
+            )
+        except FileExistsError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=dir_fd)
+    raise PathGone(temp)
+
+
+def commit_temp_file(dir_fd: int, name: str) -> None:
+    """Rename the temporary file over ``name`` (atomically; a symlink in its place is replaced, not followed)."""
+    os.rename(temp_name(name), name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def discard_temp_file(dir_fd: int, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp_name(name), dir_fd=dir_fd)

@@ -66,11 +66,11 @@ class Step(StrEnum):
 
 @dataclass(frozen=True)
 class Call:
-    """One activity call the plan wants made: its step, its JSON input, and the unit it concerns."""
+    """One activity call a plan wants made: its step, its JSON input, and the unit of work it concerns."""
 
-    step: Step
+    step: StrEnum
     input: Any
-    unit: WorkUnit | None = None
+    unit: Any = None  # a WorkUnit of a backup, a catalog part's name of a restore or verify
 
 
 @dataclass

@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from .blobstore import StorageRequestFailed, StorageUnavailable
-from .catalog import CatalogEntry, CatalogPart, part_name, summary_name
+from .catalog import CatalogEntry, CatalogPart, id_name, part_name, stamp, summary_name
 from .copier import Copier, Source, Stored, in_io_thread, stored_copy_matches
 from .errors import BackupError, DirectoryNotAllowed, InvalidBackupRequest
 from .fsaccess import FileIdentity, OpenFile, PathGone, normalised, open_directory, open_file_below, open_regular_file
@@ -170,7 +170,9 @@ async def finish_backup(value: object) -> dict[str, Any]:
     target = storage()
     body = json.dumps(summary.to_json(), separators=(",", ":")).encode()
     name = summary_name(summary.root, summary.run, summary.started)
-    await target.store.put_blob(target.catalog_container, name, body, md5_of(body), "application/json", {})
+    tags = {"outcome": summary.outcome, "finished": stamp(summary.finished)}
+    for blob in (id_name(summary.run), name):  # the index entry last: it is what seals the run
+        await target.store.put_blob(target.catalog_container, blob, body, md5_of(body), "application/json", tags)
     names: list[str] = []
     marker: str | None = None
     while True:

@@ -19,10 +19,18 @@ def test_exactly_the_expected_functions():
         "E2_CommitFileSegments",
         "E2_CopyFileToBlob",
         "E2_CountFiles",
+        "E2_FindBackup",
         "E2_FinishBackup",
         "E2_GetFileList",
+        "E2_ListBackupParts",
+        "E2_RestoreFiles",
+        "E2_RestoreSiteContent",
         "E2_StageFileSegment",
+        "E2_VerifyFiles",
+        "E2_VerifySiteBackup",
         "http_start",
+        "list_backups",
+        "show_backup",
     ]
 
 
