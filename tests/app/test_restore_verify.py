@@ -56,7 +56,8 @@ def write(root: Path, files: dict[str, bytes]) -> None:
 
 
 def snapshot_of(root: Path) -> dict[str, tuple[bytes, int]]:
-    return {p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+    files = (p for p in root.rglob("*") if p.is_file())
+    return {p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
 
 
 def two_runs(site: Path) -> tuple[dict, dict, str, str]:
@@ -97,7 +98,7 @@ def test_a_time_picks_the_last_run_sealed_before_it(site, container, tmp_path):
     first, _, one, _ = two_runs(site)
     summaries = json.loads(call_activity("E2_FindBackup", json.dumps({"rootDirectory": str(site)})))
     assert summaries["id"] != one  # latest is the second
-    between = [r for r in list_backups(site) if r["id"] == one][0]["finished"]
+    between = next(r for r in list_backups(site) if r["id"] == one)["finished"]
     old = restore(site, tmp_path / "at-time", between)
     assert old.error is None and snapshot_of(tmp_path / "at-time") == first
     too_early = restore(site, tmp_path / "never", "2001-01-01T00:00:00Z")
