@@ -1,6 +1,8 @@
 # The two commands: `make backup DIR=<path>` runs a backup; `make test` runs the tests.
 # Both create .venv and node_modules on first use. ARGS passes options to the backup client,
 # e.g. make backup DIR=/srv/site ARGS="--exclude '*.tmp' --exclude cache/".
+# Then: `make backups DIR=<path>` lists its backups, `make verify DIR=<path>` checks the latest one,
+# `make restore DIR=<path> TARGET=<dir> [BACKUP=<id or time>]` restores one into TARGET.
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,11 +10,23 @@ PY := $(VENV)/bin/python
 STAMP_VENV := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: backup test test-faults start lint bench bench-quick bench-setup setup clean
+.PHONY: backup backups verify restore test test-faults start lint bench bench-quick bench-setup setup clean
 
 backup: setup
 	@test -n "$(DIR)" || { echo "usage: make backup DIR=<directory to back up>"; exit 2; }
 	$(PY) -m backup_cli backup "$(DIR)" $(ARGS)
+
+backups: setup
+	@test -n "$(DIR)" || { echo "usage: make backups DIR=<backed-up directory>"; exit 2; }
+	$(PY) -m backup_cli backups "$(DIR)" $(ARGS)
+
+verify: setup
+	@test -n "$(DIR)" || { echo "usage: make verify DIR=<backed-up directory> [BACKUP=<id or time>]"; exit 2; }
+	$(PY) -m backup_cli verify "$(DIR)" --backup "$(or $(BACKUP),latest)" $(ARGS)
+
+restore: setup
+	@test -n "$(DIR)" -a -n "$(TARGET)" || { echo "usage: make restore DIR=<backed-up directory> TARGET=<directory to restore into> [BACKUP=<id or time>]"; exit 2; }
+	$(PY) -m backup_cli restore "$(DIR)" --target "$(TARGET)" --backup "$(or $(BACKUP),latest)" $(ARGS)
 
 test: setup
 	$(PY) -m ruff check .

@@ -7,7 +7,8 @@ the backup is not posted to the wrong program.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,7 +19,7 @@ from .client import is_functions_host, is_loopback
 from .output import say
 from .processes import port_open
 from .project import AZURITE_DIR, DEVHOST_DIR, HUB_FILE, check_project_root
-from .services import azurite_listening, start_azurite, start_devhost
+from .services import azurite_listening, start_azurite, start_devhost, storage_ports
 
 AZURITE_LOG = AZURITE_DIR / "azurite.log"
 DEVHOST_LOG = DEVHOST_DIR / "devhost.log"
@@ -46,11 +47,14 @@ def host_missing(base_url: str) -> bool:
 
 
 @contextmanager
-def local_host(base_url: str, console: Console, allowed: bool = True, directory: Path | None = None) -> Iterator[bool]:
+def local_host(
+    base_url: str, console: Console, allowed: bool = True, directories: Sequence[Path] = ()
+) -> Iterator[bool]:
     """Yield whether this call started the host; anything it started is stopped on exit, whatever happens.
 
-    A host started here may back up ``directory`` as well as the roots the app allows anyway.
-    Raises NotAFunctionsHost when the loopback port answers but not as a Functions host.
+    A host started here may use ``directories`` as well as the roots the app allows anyway. Azurite is
+    started where the storage setting points (the development storage ports, or a loopback BlobEndpoint) when
+    nothing answers there. Raises NotAFunctionsHost when the loopback port answers but not as a Functions host.
     """
     if not is_loopback(base_url):
         yield False
@@ -69,9 +73,10 @@ def local_host(base_url: str, console: Console, allowed: bool = True, directory:
     root = check_project_root()
     port = url_port(base_url)
     with ExitStack() as stack:
-        if not azurite_listening():
+        ports = storage_ports(root, os.environ)
+        if ports is not None and not azurite_listening(ports):
             say(console, f"Starting Azurite (data in {AZURITE_DIR}, log {AZURITE_LOG}) ...", "dim")
-            stack.callback(start_azurite(AZURITE_DIR, AZURITE_LOG).stop)
+            stack.callback(start_azurite(AZURITE_DIR, AZURITE_LOG, ports).stop)
         say(console, f"Starting devhost on port {port} (log {DEVHOST_LOG}) ...", "dim")
-        stack.callback(start_devhost(root, port, DEVHOST_LOG, HUB_FILE, allow=directory).stop)
+        stack.callback(start_devhost(root, port, DEVHOST_LOG, HUB_FILE, allow=directories).stop)
         yield True

@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 from rich.console import Console
 from rich.filesize import decimal
+
+from blueprints.names import BACKUP_ORCHESTRATOR
 
 from .autostart import NotAFunctionsHost, local_host
 from .client import (
@@ -55,33 +58,53 @@ class BackupOptions:
     exclude: Sequence[str] = ()
     show_progress: bool = True
     start_services: bool = True
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One orchestration the CLI starts and follows: what to post, and how to tell its end."""
+
+    orchestrator: str
+    body: str | dict[str, Any]
+    noun: str  # "backup", "restore", "verify"
+    directories: tuple[Path, ...]  # a host started for it may use these
+    check_locally: tuple[str, ...] = ()  # directories that must exist, checked before any service starts
+    report: Callable[[Status, Console, Console], int] | None = None
 
 
 def run_backup(options: BackupOptions, out: Console, err: Console) -> int:
     """Run one backup end to end and return the process exit code."""
     directory = os.path.abspath(os.path.expanduser(options.directory))
-    if is_loopback(options.url):
-        problem = local_directory_problem(directory)
-        if problem:
-            say(err, f"Error: {problem}", "red")
-            return EXIT_REJECTED
     body = backup_body(directory, options.include, options.exclude)
+    job = Job(BACKUP_ORCHESTRATOR, body, "backup", (Path(directory),), (directory,))
+    return run_job(job, options, out, err)
+
+
+def run_job(job: Job, options: BackupOptions, out: Console, err: Console) -> int:
+    """Start the job on the host (started here if needed), follow it with progress, return the exit code."""
+    if is_loopback(options.url):
+        for directory in job.check_locally:
+            problem = local_directory_problem(directory)
+            if problem:
+                say(err, f"Error: {problem}", "red")
+                return EXIT_REJECTED
     try:
         with (
-            local_host(options.url, out, options.start_services, Path(directory)) as started,
-            new_session(options.url) as session,
+            local_host(options.url, out, options.start_services, job.directories) as started,
+            new_session(options.url, options.key) as session,
         ):
-            backup = start_backup(session, options.url, body)
-            say(out, f"Backing up {directory}")
+            backup = start_backup(session, options.url, job.body, job.orchestrator)
+            say(out, _starting(job))
             try:
                 final = follow(session, backup.status_url, out, options.show_progress)
             except KeyboardInterrupt:
                 if started:
-                    say(err, stop_backup(session, backup), "yellow")
+                    say(err, stop_backup(session, backup, job.noun), "yellow")
                 else:
                     say(
                         err,
-                        f"Stopped following the backup; it keeps running in the host. Status: {backup.status_url}",
+                        f"Stopped following the {job.noun}; it keeps running in the host. Status: {backup.status_url}",
                         "yellow",
                     )
                 return EXIT_INTERRUPTED
@@ -98,7 +121,15 @@ def run_backup(options: BackupOptions, out: Console, err: Console) -> int:
     except ServiceError as exc:
         say(err, f"Error: could not start the local services. {exc}", "red")
         return EXIT_FAILED
-    return report(final, out, err)
+    return (job.report or report)(final, out, err)
+
+
+def _starting(job: Job) -> str:
+    if job.noun == "backup":
+        return f"Backing up {job.directories[0]}"
+    if job.noun == "restore":
+        return f"Restoring into {job.directories[-1]}"
+    return f"Verifying the backup of {job.directories[0]}"
 
 
 def local_directory_problem(directory: str) -> str | None:
@@ -114,8 +145,8 @@ def local_directory_problem(directory: str) -> str | None:
     return None
 
 
-def stop_backup(session: requests.Session, backup: StartedBackup) -> str:
-    """Terminate the backup on a host this CLI is about to stop, and say what that means.
+def stop_backup(session: requests.Session, backup: StartedBackup, noun: str = "backup") -> str:
+    """Terminate the backup (restore, verify) on a host this CLI is about to stop, and say what that means.
 
     Without this, the host's task hub would keep the backup half-done and resume it, unseen, every
     time a host starts on the same hub. Files already copied stay in storage either way.
@@ -127,11 +158,13 @@ def stop_backup(session: requests.Session, backup: StartedBackup) -> str:
         wait_until_ended(session, backup.status_url)
     except HostError as exc:
         if exc.status_code == 410:  # Gone: the orchestration had already ended.
-            return "The backup had already ended; run the same command again to see how (unchanged files are skipped)."
-        return f"Could not stop the backup: {exc.message} (HTTP {exc.status_code}). " + RESUMES_LATER
+            return f"The {noun} had already ended; run the same command again to see how."
+        return f"Could not stop the {noun}: {exc.message} (HTTP {exc.status_code}). " + RESUMES_LATER
     except HostUnreachable as exc:
-        return f"Could not stop the backup: {exc} " + RESUMES_LATER
-    return STOPPED_MESSAGE
+        return f"Could not stop the {noun}: {exc} " + RESUMES_LATER
+    if noun == "backup":
+        return STOPPED_MESSAGE
+    return f"{noun.capitalize()} stopped; run the same command again to continue."
 
 
 def wait_until_ended(session: requests.Session, status_url: str) -> None:

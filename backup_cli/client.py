@@ -14,7 +14,10 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
-STARTER_PATH = "/orchestrators/E2_BackupSiteContent"
+from blueprints.names import BACKUP_ORCHESTRATOR
+
+KEY_HEADER = "x-functions-key"  # the Functions host takes a function key here (or as ?code=)
+KEY_SETTING = "SITE_BACKUP_KEY"
 HOST_STATUS_PATH = "/admin/host/status"
 REQUEST_TIMEOUT = 30.0
 # Short, because a listener that is not an HTTP server may never answer at all.
@@ -77,9 +80,16 @@ def backup_body(directory: str, include: Sequence[str] = (), exclude: Sequence[s
     return {"rootDirectory": directory, "include": list(include), "exclude": list(exclude)}
 
 
-def start_backup(session: requests.Session, base_url: str, body: str | dict[str, Any]) -> StartedBackup:
-    """POST the backup request; return the absolute status URL and the check-status payload's terminate URL."""
-    response = _send(session, "POST", base_url.rstrip("/") + STARTER_PATH, json=body)
+def starter_url(base_url: str, orchestrator: str) -> str:
+    return f"{base_url.rstrip('/')}/orchestrators/{orchestrator}"
+
+
+def start_backup(
+    session: requests.Session, base_url: str, body: str | dict[str, Any], orchestrator: str = BACKUP_ORCHESTRATOR
+) -> StartedBackup:
+    """POST a backup (or restore, or verify) request; return the absolute status URL and the check-status
+    payload's terminate URL."""
+    response = _send(session, "POST", starter_url(base_url, orchestrator), json=body)
     payload = _json(response)
     location = response.headers.get("Location") or payload.get("statusQueryGetUri")
     if not location or not isinstance(location, str):
@@ -142,10 +152,25 @@ def is_functions_host(base_url: str) -> bool:
     return 200 <= response.status_code < 300 and isinstance(body, dict)
 
 
-def new_session(base_url: str) -> requests.Session:
-    """A session for base_url; a loopback host is addressed directly, never through a proxy."""
+def list_backups(session: requests.Session, base_url: str, directory: str, top: int = 50) -> list[dict[str, Any]]:
+    """The sealed backups of a directory, newest first (GET /backups)."""
+    response = _send(session, "GET", f"{base_url.rstrip('/')}/backups", params={"rootDirectory": directory, "top": top})
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise HostError(response.status_code, "The host answered /backups with something that is not JSON.") from exc
+    if not isinstance(body, list):
+        raise HostError(response.status_code, "The host answered /backups with something that is not a list.")
+    return body
+
+
+def new_session(base_url: str, key: str | None = None) -> requests.Session:
+    """A session for base_url; a loopback host is addressed directly, never through a proxy. A function key
+    (for an app in Azure) goes in the header the Functions host reads it from."""
     session = requests.Session()
     session.trust_env = not is_loopback(base_url)
+    if key:
+        session.headers[KEY_HEADER] = key
     return session
 
 

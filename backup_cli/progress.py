@@ -16,6 +16,7 @@ from rich.progress import (
     Progress,
     SpinnerColumn,
     TaskID,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -23,7 +24,16 @@ from rich.progress import (
 
 from .client import Status
 
-PHASE_LABELS = {"listing": "Listing files", "copying": "Copying", "completed": "Finishing", "failing": "Finishing"}
+PHASE_LABELS = {
+    "listing": "Listing files",
+    "copying": "Copying",
+    "completed": "Finishing",
+    "failing": "Finishing",
+    "waiting for storage": "Waiting for storage",
+    "finding the backup": "Finding backup",
+    "restoring": "Restoring",
+    "verifying": "Verifying",
+}
 
 
 class ProgressView(Protocol):
@@ -85,6 +95,7 @@ class BarView:
             SpinnerColumn(),
             TextColumn("[bold]{task.description:<13}"),
             BarColumn(),
+            TaskProgressColumn(),
             TextColumn("{task.fields[files]} files"),
             TextColumn("{task.fields[size]}"),
             TimeElapsedColumn(),

@@ -1,11 +1,17 @@
-"""Where the project lives, so the CLI finds node_modules and the app wherever it is run from."""
+"""Where the project lives, so the CLI finds node_modules and the app wherever it is run from.
 
+The services the CLI starts keep their data and logs in ``.azurite/`` and ``.devhost/`` under the project,
+or under ``SITE_BACKUP_LOCAL_DIR`` when that is set (the tests point it at a temporary directory).
+"""
+
+import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
-AZURITE_DIR = PROJECT_ROOT / ".azurite"
-DEVHOST_DIR = PROJECT_ROOT / ".devhost"
+LOCAL_DIR = Path(os.environ.get("SITE_BACKUP_LOCAL_DIR") or PROJECT_ROOT)
+AZURITE_DIR = LOCAL_DIR / ".azurite"
+DEVHOST_DIR = LOCAL_DIR / ".devhost"
 HUB_FILE = DEVHOST_DIR / "SiteBackupHub.sqlite"
 
 

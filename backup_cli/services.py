@@ -9,9 +9,10 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from site_backup.roots import default_roots
 
@@ -82,12 +83,12 @@ def start_azurite(
 
 
 def start_devhost(
-    app_dir: Path, port: int, log_path: Path | None, hub: Path = HUB_FILE, allow: Path | None = None
+    app_dir: Path, port: int, log_path: Path | None, hub: Path = HUB_FILE, allow: Sequence[Path] = ()
 ) -> Child:
     """Start the pure-Python host for the app on port and wait until its status endpoint says ready.
 
-    ``allow`` adds a directory to the app's allowed roots for this host only: a host started for one
-    backup on the loopback interface may back up the directory the user asked for, and everything
+    ``allow`` adds directories to the app's allowed roots for this host only: a host started for one
+    backup (or restore) on the loopback interface may use the directories the user named, and everything
     the app would allow anyway stays allowed.
     """
     hub.parent.mkdir(parents=True, exist_ok=True)
@@ -103,11 +104,37 @@ def start_devhost(
         str(hub),
     ]
     env = dict(os.environ)
-    if allow is not None:
-        env[ALLOWED_ROOTS_SETTING] = os.pathsep.join([*default_allowed_roots(app_dir, os.environ), str(allow)])
+    if allow:
+        env[ALLOWED_ROOTS_SETTING] = os.pathsep.join([*default_allowed_roots(app_dir, os.environ), *map(str, allow)])
     child = spawn("devhost", argv, cwd=app_dir, log_path=log_path, env=env)
     _ready_or_stopped(child, lambda: host_ready(f"http://{LOOPBACK}:{port}"), DEVHOST_TIMEOUT)
     return child
+
+
+STORAGE_SETTINGS = ("BACKUP_STORAGE", "AzureWebJobsStorage")
+
+
+def storage_ports(app_dir: Path, env: Mapping[str, str]) -> AzuritePorts | None:
+    """Where the app's storage setting expects Azurite, or None when it names storage elsewhere.
+
+    The development storage (``UseDevelopmentStorage=true``) is on the default ports; a connection string with a
+    loopback ``BlobEndpoint`` names its own (the queue and table ports from their endpoints, or the next two).
+    The environment wins over local.settings.json, as in the host.
+    """
+    text = ""
+    for name in STORAGE_SETTINGS:
+        text = env.get(name) or _local_setting(app_dir / "local.settings.json", name)
+        text = text or _local_setting(app_dir / "local.settings.json.example", name)
+        if text.strip():
+            break
+    parts = dict(item.split("=", 1) for item in text.split(";") if "=" in item)
+    if parts.get("UseDevelopmentStorage", "").lower() == "true":
+        return AzuritePorts()
+    blob = urlsplit(parts.get("BlobEndpoint", ""))
+    if blob.hostname not in ("127.0.0.1", "localhost") or blob.port is None:
+        return None
+    queue, table = (urlsplit(parts.get(k, "")).port for k in ("QueueEndpoint", "TableEndpoint"))
+    return AzuritePorts(blob.port, queue or blob.port + 1, table or blob.port + 2)
 
 
 def default_allowed_roots(app_dir: Path, env: Mapping[str, str]) -> list[str]:

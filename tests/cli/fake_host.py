@@ -53,6 +53,7 @@ class Scenario:
 
     ``not_a_host`` makes it answer every request with an HTML page, like some other web server.
     ``events`` records terminations in order, for tests that interleave them with other steps.
+    ``keys`` records the function key each request to the app or the status API carried.
     """
 
     statuses: list[dict[str, Any]] = field(default_factory=list)
@@ -62,6 +63,7 @@ class Scenario:
     polls: int = 0
     terminate_queries: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    keys: list[str | None] = field(default_factory=list)
 
 
 def handler_for(scenario: Scenario) -> type[BaseHTTPRequestHandler]:
@@ -69,6 +71,7 @@ def handler_for(scenario: Scenario) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
+            scenario.keys.append(self.headers.get("x-functions-key"))
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
             if scenario.not_a_host:
@@ -106,6 +109,8 @@ def handler_for(scenario: Scenario) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
 
         def do_GET(self) -> None:
+            if self.path != "/admin/host/status":  # the local "is this a host" probe, which needs no key
+                scenario.keys.append(self.headers.get("x-functions-key"))
             if scenario.not_a_host:
                 self._html()
             elif self.path == "/admin/host/status":

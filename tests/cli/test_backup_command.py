@@ -290,7 +290,7 @@ def test_a_remote_host_checks_the_directory_itself(tmp_path, monkeypatch, capsys
     """A remote host has its own file system, so a path missing here is still sent."""
     sent = []
 
-    def remote_rejects(session, url, body):
+    def remote_rejects(session, url, body, orchestrator):
         sent.append(body)
         raise client.HostError(400, "remote says no")
 

@@ -80,7 +80,7 @@ def stub_app(tmp_path: Path) -> Path:
 
 def launched_roots(app_dir: Path, tmp_path: Path, allow: Path) -> list[str]:
     """Start and stop the stub with ``allow``; the allowed roots it saw, split on os.pathsep."""
-    child = start_devhost(app_dir, free_port(), tmp_path / "devhost.log", tmp_path / "hub.sqlite", allow=allow)
+    child = start_devhost(app_dir, free_port(), tmp_path / "devhost.log", tmp_path / "hub.sqlite", allow=[allow])
     child.stop()
     return json.loads((app_dir / "launched.json").read_text())["allowed"].split(os.pathsep)
 
