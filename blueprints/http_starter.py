@@ -16,7 +16,9 @@ import azure.functions as func
 
 from site_backup.errors import DirectoryNotAllowed, InvalidBackupRequest
 from site_backup.recovery import checked_restore, checked_verify
+from site_backup.recovery_messages import RestoreRequest, VerifyRequest
 from site_backup.request import parse_json_body
+from site_backup.runs import BackupNotFound, find_run
 from site_backup.service import checked_request
 
 from .names import BACKUP_ORCHESTRATOR, RESTORE_ORCHESTRATOR, VERIFY_ORCHESTRATOR
@@ -73,6 +75,15 @@ async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClien
     except Exception:
         log.exception("Checking a backup request failed.")
         return json_error(500, "The request could not be checked because of an internal error; it was logged.")
+    if isinstance(request, (RestoreRequest, VerifyRequest)):
+        # A backup that does not exist is a 404 now, not a failed orchestration later.
+        try:
+            await asyncio.wait_for(find_run(request.root, request.backup), CHECK_SECONDS)
+        except BackupNotFound as exc:
+            return json_error(404, str(exc))
+        except Exception:
+            log.exception("Reading the backup catalog failed.")
+            return json_error(503, "The backup catalog could not be read (is the storage reachable?). Try again.")
     try:
         instance_id = await client.start_new(name, client_input=request.to_json())
     except Exception:

@@ -8,6 +8,7 @@ The RPC endpoint is a small real HTTP server standing in for the Durable extensi
 import asyncio
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,3 +231,16 @@ def test_runtime_refusal_is_a_json_503(loop, rpc, roots):
     response = call_starter(loop, rpc, json.dumps(str(roots)).encode())
     assert response.status_code == 503
     assert "could not be started" in error_of(response)
+
+
+def test_a_restore_or_verify_of_a_backup_that_does_not_exist_is_a_404(loop, rpc, roots, azurite, monkeypatch):
+    monkeypatch.setenv("BACKUP_STORAGE", azurite.connection_string)
+    monkeypatch.setenv("BACKUP_CATALOG_CONTAINER", f"catalog-{uuid.uuid4().hex[:12]}")
+    site = str(roots / "wwwroot")
+    restore = {"rootDirectory": site, "targetDirectory": str(roots / "restored"), "backup": "latest"}
+    verify = {"rootDirectory": site, "backup": "2020-01-01T00:00:00Z"}
+    for name, body in [("E2_RestoreSiteContent", restore), ("E2_VerifySiteBackup", verify)]:
+        response = call_starter(loop, rpc, json.dumps(body).encode(), function_name=name)
+        assert response.status_code == 404, name
+        assert f"There is no backup of {site!r}" in error_of(response)
+    assert rpc.requests == []
