@@ -35,14 +35,18 @@ async def stored_sizes(endpoint: str, container: str) -> dict[str, int]:
     """Every blob's size, listed through the app's own lean client (the SDK takes 10x the CPU)."""
     from site_backup.storage import _AccountSas
 
-    store = BlobStore(endpoint, pipeline_client(_SasPolicy(_AccountSas(ACCOUNT, KEY)), _transport(endpoint)))
+    transport = _transport(endpoint)
+    store = BlobStore(endpoint, pipeline_client(_SasPolicy(_AccountSas(ACCOUNT, KEY)), transport))
     sizes: dict[str, int] = {}
     marker = None
-    while True:
-        page = await store.list_blobs(container, "", marker)
-        sizes.update((b.name, b.size) for b in page.blobs)
-        if not (marker := page.next_marker):
-            return sizes
+    try:
+        while True:
+            page = await store.list_blobs(container, "", marker)
+            sizes.update((b.name, b.size) for b in page.blobs)
+            if not (marker := page.next_marker):
+                return sizes
+    finally:
+        await transport.session.close()
 
 
 def main() -> None:
