@@ -190,14 +190,14 @@ def follow(session: requests.Session, status_url: str, out: Console, show_progre
     return final
 
 
-def report(final: Status, out: Console, err: Console) -> int:
-    """Print how the backup ended and map it to an exit code."""
+def report(final: Status, out: Console, err: Console, noun: str = "Backup") -> int:
+    """Print how the backup (or the restore or verify, named by ``noun``) ended and map it to an exit code."""
     if final.runtime_status == "Completed":
-        say(out, f"Backup completed: {describe_bytes(final.output)}{describe_files(final)}.", "green")
+        say(out, f"{noun} completed: {describe_bytes(final.output)}{describe_files(final)}.", "green")
         return EXIT_OK
     reason = final.output if final.output not in (None, "") else "no reason given"
     verb = "failed" if final.runtime_status == "Failed" else final.runtime_status.lower()
-    say(err, f"Backup {verb}: {reason}", "red")
+    say(err, f"{noun} {verb}: {reason}", "red")
     return EXIT_FAILED
 
 

@@ -55,7 +55,7 @@ def run_restore(restore: RestoreOptions, options: BackupOptions, out: Console, e
 
 def restore_report(final: Status, out: Console, err: Console) -> int:
     if final.runtime_status != "Completed":
-        return report(final, out, err)
+        return report(final, out, err, "Restore")
     custom = final.custom_status
     say(
         out,
@@ -78,7 +78,7 @@ def run_verify(
 
 def verify_report(final: Status, out: Console, err: Console) -> int:
     if final.runtime_status != "Completed" or not isinstance(final.output, dict):
-        return report(final, out, err)
+        return report(final, out, err, "Verify")
     found: dict[str, Any] = final.output
     how = "by their bytes" if found.get("deep") else "by size and MD5"
     line = f"{found.get('files', 0)} file(s) of backup {found.get('backup')} checked {how}"

@@ -119,6 +119,11 @@ def test_backup_backups_verify_restore_through_services_the_cli_starts(cli, tmp_
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "1 missing" in broken.stderr and "index.html" in broken.stderr
 
+    partial = cli("restore", str(site), "--target", str(tmp_path / "partial"))
+    assert partial.returncode == 1, partial.stdout + partial.stderr
+    assert "Restore failed" in partial.stderr and "index.html" in partial.stderr
+    assert not (tmp_path / "partial" / "index.html").exists()
+
 
 def test_a_function_key_is_sent_as_the_functions_host_expects(tmp_path):
     from tests.cli.fake_host import Scenario, ended, fake_host
