@@ -90,7 +90,7 @@ class BlobStore:
         }
         await self._send("PUT", container, name, headers=headers, body=data, expect=(201,))
 
-    async def put_block(self, container: str, name: str, block_id: str, data: bytes, md5: bytes) -> None:
+    async def put_block(self, container: str, name: str, block_id: str, data: bytes | memoryview, md5: bytes) -> None:
         """Stage one block (uncommitted until Put Block List); storage checks it against ``md5``."""
         query = {"comp": "block", "blockid": block_id}
         await self._send(
@@ -212,7 +212,7 @@ class BlobStore:
         name: str | None,
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
+        body: bytes | memoryview | None = None,
         expect: tuple[int, ...] = (200,),
         missing_ok: bool = False,
         created: bool = False,

@@ -32,7 +32,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .blobstore import BlobStore, StorageRequestFailed, StorageUnavailable
@@ -148,12 +148,32 @@ class PrioritySlots:
         self.free += 1
 
 
+class BlockBuffers:
+    """Reused buffers for the blocks of large files, one free list per block size.
+
+    The HTTP client may keep a reference to the last body it sent on each pooled connection, so a fresh
+    buffer per block would outlive its share of the memory budget; reused buffers never add up to more than
+    the budget allows in flight.
+    """
+
+    def __init__(self) -> None:
+        self._free: dict[int, list[bytearray]] = {}
+
+    def take(self, size: int) -> bytearray:
+        free = self._free.get(size)
+        return free.pop() if free else bytearray(size)
+
+    def give_back(self, buffer: bytearray) -> None:
+        self._free.setdefault(len(buffer), []).append(buffer)
+
+
 @dataclass
 class Limits:
     """What one process (one event loop) allows at once."""
 
     files: PrioritySlots
     memory: ByteBudget
+    buffers: BlockBuffers = field(default_factory=BlockBuffers)
 
 
 _limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Limits] = weakref.WeakKeyDictionary()
@@ -396,21 +416,23 @@ class Copier:
                 if length <= 0:
                     break
                 await self.limits.memory.acquire(length)
+                buffer = self.limits.buffers.take(size_of_block)
                 try:
-                    chunk, chunk_md5 = await in_io_thread(read_block, fd, offset, length, digest)
+                    got, chunk_md5 = await in_io_thread(read_block, fd, offset, buffer, length, digest)
                 except BaseException:
-                    await self.limits.memory.release(length)
+                    await self._done_with(buffer, length)
                     raise
-                read += len(chunk)
-                if not chunk:
-                    await self.limits.memory.release(length)
+                read += got
+                if not got:
+                    await self._done_with(buffer, length)
                     break
-                in_flight.add(asyncio.ensure_future(self._stage(blob, block_id(tag, index), chunk, chunk_md5, length)))
+                stage = self._stage(blob, block_id(tag, index), buffer, got, chunk_md5, length)
+                in_flight.add(asyncio.ensure_future(stage))
                 if len(in_flight) >= BLOCKS_IN_FLIGHT:
                     done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
                         task.result()
-                if len(chunk) < length:
+                if got < length:
                     break
             for task in asyncio.as_completed(list(in_flight)):
                 await task
@@ -420,11 +442,16 @@ class Copier:
                 task.cancel()
         return digest.digest(), read
 
-    async def _stage(self, blob: str, block: str, chunk: bytes, md5: bytes, reserved: int) -> None:
+    async def _stage(self, blob: str, block: str, buffer: bytearray, size: int, md5: bytes, reserved: int) -> None:
         try:
-            await self.store.put_block(self.target.container, blob, block, chunk, md5)
+            with memoryview(buffer) as view, view[:size] as body:
+                await self.store.put_block(self.target.container, blob, block, body, md5)
         finally:
-            await self.limits.memory.release(reserved)
+            await self._done_with(buffer, reserved)
+
+    async def _done_with(self, buffer: bytearray, reserved: int) -> None:
+        self.limits.buffers.give_back(buffer)
+        await self.limits.memory.release(reserved)
 
     # ---- large files, across activities ---------------------------------------------------------------
 
@@ -496,19 +523,20 @@ def read_whole(fd: int, size: int) -> tuple[bytes, bytes, FileIdentity]:
     return data, hashlib.md5(data, usedforsecurity=False).digest(), FileIdentity.of(os.fstat(fd))
 
 
-def read_block(fd: int, offset: int, length: int, digest: Any) -> tuple[bytes, bytes]:
-    """One block at ``offset`` and its MD5; the block is also fed to the whole-file ``digest`` (in order)."""
-    chunks = []
-    left = length
-    while left > 0:
-        chunk = os.pread(fd, left, offset + length - left)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    data = b"".join(chunks)
-    digest.update(data)
-    return data, hashlib.md5(data, usedforsecurity=False).digest()
+def read_block(fd: int, offset: int, buffer: bytearray, length: int, digest: Any) -> tuple[int, bytes]:
+    """Read up to ``length`` bytes at ``offset`` into ``buffer``; returns how many and their MD5.
+
+    The bytes are also fed to the whole-file ``digest`` (blocks are read in order).
+    """
+    got = 0
+    with memoryview(buffer) as view:
+        while got < length:
+            n = os.preadv(fd, [view[got:length]], offset + got)
+            if n == 0:
+                break
+            got += n
+        digest.update(view[:got])
+        return got, hashlib.md5(view[:got], usedforsecurity=False).digest()
 
 
 def hash_file(fd: int) -> tuple[bytes, FileIdentity]:
