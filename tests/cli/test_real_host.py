@@ -13,6 +13,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from backup_cli.processes import free_port, port_open
+from backup_cli.services import AzuritePorts, start_azurite
 from site_backup.copier import RACY_SECONDS
 from tests.support.azurite import ACCOUNT, KEY
 
@@ -85,36 +86,16 @@ def test_backup_backups_verify_restore_through_services_the_cli_starts(cli, tmp_
     again = cli("restore", str(site), "--target", str(tmp_path / "restored"))
     assert "0 restored, 3 already identical" in again.stdout
 
-    # Damage one stored copy behind the app's back, with Azurite running only for that.
-    azurite = subprocess.Popen(
-        [
-            str(PROJECT_ROOT / "node_modules" / ".bin" / "azurite"),
-            "--silent",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--location",
-            str(tmp_path / "state" / ".azurite"),
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(cli.blob_port),
-            "--queuePort",
-            str(free_port()),
-            "--tablePort",
-            str(free_port()),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    # Damage one stored copy behind the app's back, with Azurite running only for that. The launcher waits for
+    # all three services: Azurite handles SIGTERM (and saves its database) only once they all listen.
+    azurite = start_azurite(
+        tmp_path / "state" / ".azurite", None, AzuritePorts(cli.blob_port, free_port(), free_port())
     )
     try:
-        deadline = time.monotonic() + 30
-        while not port_open("127.0.0.1", cli.blob_port) and time.monotonic() < deadline:
-            time.sleep(0.1)
         blobs = BlobServiceClient.from_connection_string(cli.connection).get_container_client("backups")
         blobs.delete_blob(str(site / "index.html").lstrip("/"))
     finally:
-        azurite.terminate()
-        azurite.wait(30)
+        azurite.stop()
     broken = cli("verify", str(site))
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "1 missing" in broken.stderr and "index.html" in broken.stderr
