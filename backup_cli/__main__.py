@@ -20,7 +20,7 @@ DEFAULT_PORT = 7071
 
 
 def parser() -> argparse.ArgumentParser:
-    """Both subcommands and their options."""
+    """The subcommands and their options."""
     root = argparse.ArgumentParser(prog="backup_cli", description="Back up a directory through the site-backup app.")
     commands = root.add_subparsers(dest="command", required=True)
 

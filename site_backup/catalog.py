@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidBackupRequest
-from .manifest import relative_names
+from .manifest import load_document, relative_names
 from .naming import blob_segment
 from .wire import from_wire, to_wire
 
@@ -109,12 +109,7 @@ class CatalogPart:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> CatalogPart:
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise InvalidBackupRequest(f"Malformed catalog part: {exc}.") from exc
-        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
-            raise InvalidBackupRequest("Malformed catalog part: unknown format.")
+        data = load_document(body, "catalog part", FORMAT_VERSION)
         root, prefix, entries = data.get("root"), data.get("prefix"), data.get("entries")
         if not (isinstance(root, str) and isinstance(prefix, str) and isinstance(entries, list)):
             raise InvalidBackupRequest("Malformed catalog part.")

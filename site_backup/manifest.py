@@ -29,6 +29,17 @@ def manifest_name(run: str, number: int) -> str:
     return f"{work_prefix(run)}{number:08d}.json"
 
 
+def load_document(body: bytes, what: str, version: int) -> dict[str, Any]:
+    """A JSON object of the given format ``version`` read from storage; anything else is named as malformed."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise InvalidBackupRequest(f"Malformed {what}: {exc}.") from exc
+    if not isinstance(data, dict) or data.get("version") != version:
+        raise InvalidBackupRequest(f"Malformed {what}: unknown format.")
+    return data
+
+
 @dataclass(frozen=True)
 class ManifestEntry:
     """One file to copy, as the listing saw it.
@@ -115,12 +126,7 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> Manifest:
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise InvalidBackupRequest(f"Malformed manifest: {exc}.") from exc
-        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
-            raise InvalidBackupRequest("Malformed manifest: unknown format.")
+        data = load_document(body, "manifest", FORMAT_VERSION)
         run, root, ino, prefix, entries = (data.get(k) for k in ("run", "root", "rootIno", "prefix", "entries"))
         if not (isinstance(run, str) and isinstance(root, str) and isinstance(ino, int) and isinstance(prefix, str)):
             raise InvalidBackupRequest("Malformed manifest.")

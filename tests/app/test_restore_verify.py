@@ -8,12 +8,10 @@ import json
 import os
 import re
 import time
-import uuid
 from pathlib import Path
 
 import azure.functions as func
 import pytest
-from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from site_backup.copier import RACY_SECONDS
 from site_backup.errors import InvalidBackupRequest
@@ -29,16 +27,6 @@ FIRST = {
     "docs/deleted.txt": b"only in the first run\n",
     "big.bin": os.urandom(9 * 1024 * 1024 + 17),  # more than one block
 }
-
-
-@pytest.fixture
-def container(azurite, monkeypatch) -> ContainerClient:
-    name = f"t{uuid.uuid4().hex[:20]}"
-    monkeypatch.setenv("BACKUP_STORAGE", azurite.connection_string)
-    monkeypatch.setenv("BACKUP_CONTAINER", name)
-    monkeypatch.setenv("BACKUP_CATALOG_CONTAINER", f"{name}-catalog")
-    monkeypatch.delenv("BACKUP_TUNING", raising=False)
-    return BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(name)
 
 
 @pytest.fixture

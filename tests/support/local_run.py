@@ -48,23 +48,18 @@ def run_locally(request: object, run: str | None = None, max_generations: int = 
 
 
 def restore_locally(request: dict[str, Any]) -> LocalRun:
-    return _drive(
-        lambda payload: RecoveryPlan(RecoveryState.from_input("restore", payload)),
-        request,
-        recovery.ACTIVITY,
-        "restore",
-        1000,
-    )
+    return _recover_locally("restore", request)
 
 
 def verify_locally(request: dict[str, Any]) -> LocalRun:
-    return _drive(
-        lambda payload: RecoveryPlan(RecoveryState.from_input("verify", payload)),
-        request,
-        recovery.ACTIVITY,
-        "verify",
-        1000,
-    )
+    return _recover_locally("verify", request)
+
+
+def _recover_locally(kind: str, request: dict[str, Any]) -> LocalRun:
+    def plan(payload: object) -> Plan:
+        return RecoveryPlan(RecoveryState.from_input(kind, payload))
+
+    return _drive(plan, request, recovery.ACTIVITY, kind, 1000)
 
 
 def _drive(
