@@ -1,8 +1,8 @@
 """HTTP starter: ``POST /orchestrators/{functionName}`` validates the request, then starts it.
 
-It starts a backup (E2_BackupSiteContent), a restore (E2_RestoreSiteContent) or a verify
-(E2_VerifySiteBackup). Everything is checked before anything starts, and every error is a JSON body
-``{"error": "..."}`` with a status a client can act on.
+It starts a backup (E2_BackupSiteContent), a restore (E2_RestoreSiteContent), a verify
+(E2_VerifySiteBackup) or a prune (E2_PruneBackups). Everything is checked before anything starts, and every
+error is a JSON body ``{"error": "..."}`` with a status a client can act on.
 """
 
 import asyncio
@@ -15,13 +15,14 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from site_backup.errors import DirectoryNotAllowed, InvalidBackupRequest
+from site_backup.prune import checked_prune
 from site_backup.recovery import checked_restore, checked_verify
 from site_backup.recovery_messages import RestoreRequest, VerifyRequest
 from site_backup.request import parse_json_body
 from site_backup.runs import BackupNotFound, find_run
 from site_backup.service import checked_request
 
-from .names import BACKUP_ORCHESTRATOR, RESTORE_ORCHESTRATOR, VERIFY_ORCHESTRATOR
+from .names import BACKUP_ORCHESTRATOR, PRUNE_ORCHESTRATOR, RESTORE_ORCHESTRATOR, VERIFY_ORCHESTRATOR
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ CHECKS: dict[str, Callable[[object], Any]] = {
     BACKUP_ORCHESTRATOR: checked_request,
     RESTORE_ORCHESTRATOR: checked_restore,
     VERIFY_ORCHESTRATOR: checked_verify,
+    PRUNE_ORCHESTRATOR: checked_prune,
 }
 STARTABLE = {name.lower(): name for name in CHECKS}
 # A request is a directory and a few patterns: anything bigger is refused before it is parsed.

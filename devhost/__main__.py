@@ -16,6 +16,7 @@ from .indexing import IndexingError, load_and_index
 from .server import DevhostServer
 from .settings import load_host_settings, load_local_settings
 from .store import Store
+from .timer_triggers import TimerTriggers
 from .webhooks import WebhookApi
 
 
@@ -44,7 +45,8 @@ async def serve(args: argparse.Namespace) -> int:
     webhooks = WebhookApi(engine, settings.hub_name)
     # The binding needs the RPC port, which is known only after binding; it is patched in below.
     triggers = HttpTriggers(index, settings.route_prefix, client_binding(args.port, args.rpc_port, settings.hub_name))
-    server = DevhostServer(engine, webhooks, triggers)
+    timers = TimerTriggers(index, engine.db, store, lambda: triggers.binding_json)
+    server = DevhostServer(engine, webhooks, triggers, timers)
     rpc_port = await server.start(args.port, args.rpc_port)
     if rpc_port != args.rpc_port:
         triggers.binding_json = HttpTriggers(
@@ -58,11 +60,13 @@ async def serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     for name, info in sorted(index.all.items()):
         logs.line(f"devhost: function {name} ({info.kind})")
+    timers.start()
     print(
         f"devhost: listening on http://127.0.0.1:{args.port} (rpc http://127.0.0.1:{rpc_port}/durabletask/)", flush=True
     )
     await stop.wait()
     logs.line("devhost: shutting down")
+    await timers.stop()
     await server.stop()
     await engine.stop()
     return 0

@@ -11,19 +11,22 @@ from aiohttp import web
 
 from .engine import Engine
 from .http_triggers import HttpTriggers
+from .timer_triggers import TimerTriggers
 from .webhooks import WEBHOOK_PATH, WebhookApi
 
 RPC_PATH = "/durabletask"
+ADMIN_FUNCTIONS = "/admin/functions/"
 MAX_REQUEST_BODY_BYTES = 100 * 1024 * 1024
 
 
 class DevhostServer:
     """Owns both listeners; routing is done by hand so unmatched paths get the host's empty 404."""
 
-    def __init__(self, engine: Engine, webhooks: WebhookApi, triggers: HttpTriggers) -> None:
+    def __init__(self, engine: Engine, webhooks: WebhookApi, triggers: HttpTriggers, timers: TimerTriggers) -> None:
         self.engine = engine
         self.webhooks = webhooks
         self.triggers = triggers
+        self.timers = timers
         self.runners: list[web.AppRunner] = []
 
     def _app(self, serve_app_routes: bool) -> web.Application:
@@ -51,6 +54,8 @@ class DevhostServer:
             return web.json_response({"id": "devhost", "state": "Running", "version": "devhost", "processUptime": 0})
         if lower == "/admin/devhost/stats":
             return web.json_response(self.engine.stats.as_dict(self.engine.store))
+        if lower.startswith(ADMIN_FUNCTIONS) and serve_app_routes and request.method == "POST":
+            return await self.timers.admin_invoke(request, path[len(ADMIN_FUNCTIONS) :].strip("/"))
         if serve_app_routes:
             return await self.triggers.handle(request)
         return web.Response(status=404)

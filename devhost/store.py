@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS activities (
     input TEXT
 );
 CREATE INDEX IF NOT EXISTS activities_instance ON activities(instance_id);
+CREATE TABLE IF NOT EXISTS timers (
+    name TEXT PRIMARY KEY,
+    status TEXT NOT NULL
+);
 """
 
 INSTANCE_COLUMNS = (
@@ -312,6 +316,14 @@ class Store:
         return len(instance_ids)
 
     # ---- reads --------------------------------------------------------------------------------------
+
+    def timer_status(self, name: str) -> str | None:
+        """A timer function's schedule status (the host keeps it in a blob, timers/<host>/<function>/status)."""
+        found = self.conn.execute("SELECT status FROM timers WHERE name = ?", (name,)).fetchone()
+        return found[0] if found else None
+
+    def save_timer_status(self, name: str, status: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO timers(name, status) VALUES (?, ?)", (name, status))
 
     def _row(self, values: Sequence[Any]) -> dict[str, Any]:
         return dict(zip(INSTANCE_COLUMNS, values, strict=True))

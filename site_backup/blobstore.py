@@ -66,6 +66,7 @@ class BlobPage:
 
     blobs: tuple[BlobInfo, ...]
     next_marker: str | None
+    prefixes: tuple[str, ...] = ()  # the "directories" of a listing by delimiter
 
 
 class BlobStore:
@@ -133,6 +134,10 @@ class BlobStore:
         await self._send(
             "DELETE", container, name, headers={"x-ms-delete-snapshots": "include"}, expect=(202,), missing_ok=True
         )
+
+    async def delete_snapshot(self, container: str, name: str, snapshot: str) -> None:
+        """Delete one snapshot of a blob, leaving the blob and its other snapshots; one already gone is fine."""
+        await self._send("DELETE", container, name, query={"snapshot": snapshot}, expect=(202,), missing_ok=True)
 
     async def create_container(self, container: str) -> None:
         """Create the container; one that exists, or a credential scoped to it (403), is fine."""
@@ -285,7 +290,8 @@ def _parse_listing(body: bytes) -> BlobPage:
         metadata = {m.tag.lower(): m.text or "" for m in metadata_element} if metadata_element is not None else {}
         blobs.append(BlobInfo(name, size, md5, metadata, blob.findtext("Snapshot") or None))
     marker = root.findtext("NextMarker") or None
-    return BlobPage(tuple(blobs), marker)
+    prefixes = tuple(p.findtext("Name") or "" for p in root.iter("BlobPrefix"))
+    return BlobPage(tuple(blobs), marker, prefixes)
 
 
 def _error_message(body: bytes) -> str:

@@ -21,9 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .blobstore import BlobInfo
 from .errors import InvalidBackupRequest
 from .manifest import load_document, relative_names
 from .naming import blob_segment
@@ -114,3 +116,15 @@ class CatalogPart:
         if not (isinstance(root, str) and isinstance(prefix, str) and isinstance(entries, list)):
             raise InvalidBackupRequest("Malformed catalog part.")
         return cls(from_wire(root), prefix, tuple(CatalogEntry.from_json(e) for e in entries))
+
+
+def version_holding(versions: Sequence[BlobInfo], size: int, md5: str) -> BlobInfo | None:
+    """The version of a blob that holds a run's bytes: the blob itself when it still has them, else the newest
+    snapshot that does. ``versions`` are in listing order (snapshots oldest first, the blob itself last).
+
+    Restore reads from this version, and prune keeps exactly this one for each file of a kept run.
+    """
+    for version in reversed(versions):
+        if version.size == size and version.content_md5 is not None and version.content_md5.hex() == md5:
+            return version
+    return None

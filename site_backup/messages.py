@@ -73,6 +73,8 @@ class Tuning:
     - ``units_per_execution``: after scheduling this many activities an execution continues as new, so no
       history grows past a few thousand events.
     - ``outage_seconds``: how long in a row the backup waits for storage that is unavailable before it fails.
+    - ``prune_margin_seconds``: a prune never deletes a snapshot taken less than this before it started (it
+      must cover the longest activity, ``functionTimeout``, and clock skew; only tests lower it).
     """
 
     batch_files: int = 500
@@ -84,6 +86,7 @@ class Tuning:
     page_units: int = 32
     units_per_execution: int = 400
     outage_seconds: int = 900
+    prune_margin_seconds: int = 900
 
     def to_json(self) -> dict[str, int]:
         return {_camel(f.name): getattr(self, f.name) for f in fields(self)}

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from .blobstore import BlobInfo, StorageRequestFailed, StorageUnavailable
-from .catalog import CatalogEntry, CatalogPart
+from .catalog import CatalogEntry, CatalogPart, version_holding
 from .copier import BLOCK_BYTES, hash_file, in_io_thread, limits
 from .errors import BackupError, InvalidBackupRequest
 from .fsaccess import (
@@ -256,9 +256,9 @@ def _existing(dir_fd: int, entry: CatalogEntry) -> str:
 async def _version_with(container: str, blob: str, entry: CatalogEntry) -> BlobInfo:
     """The blob itself when it still holds the recorded bytes, else the newest snapshot of it that does."""
     versions = await storage().store.versions(container, blob)
-    for version in reversed(versions):  # the blob itself last in the list: try it first
-        if version.size == entry.size and version.content_md5 is not None and version.content_md5.hex() == entry.md5:
-            return version
+    found = version_holding(versions, entry.size, entry.md5)
+    if found is not None:
+        return found
     if not versions:
         raise StoredCopyMissing("it is not in storage any more (deleted, or pruned)")
     raise StoredCopyMissing("no stored version has the MD5 the backup recorded (damaged, or pruned)")

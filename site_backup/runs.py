@@ -32,6 +32,12 @@ class IndexEntry:
     run: str
     outcome: str
     finished: str  # the sortable stamp of its end
+    started: str = ""  # the sortable stamp of its start (from the entry's name)
+    size: int = 0
+
+    @property
+    def started_at(self) -> datetime:
+        return datetime.strptime(self.started, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
 
 
 async def index_entries(root: str) -> list[IndexEntry]:
@@ -42,10 +48,9 @@ async def index_entries(root: str) -> list[IndexEntry]:
     while True:
         page = await target.store.list_blobs(target.catalog_container, index_prefix(root), marker)
         for blob in page.blobs:
-            run = blob.name.rsplit("/", 1)[-1].removesuffix(".json").split("-", 1)[-1]
-            entries.append(
-                IndexEntry(blob.name, run, blob.metadata.get("outcome", ""), blob.metadata.get("finished", ""))
-            )
+            started, _, run = blob.name.rsplit("/", 1)[-1].removesuffix(".json").partition("-")
+            outcome, finished = blob.metadata.get("outcome", ""), blob.metadata.get("finished", "")
+            entries.append(IndexEntry(blob.name, run, outcome, finished, started, blob.size))
         if not (marker := page.next_marker):
             return entries
 

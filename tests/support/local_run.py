@@ -17,10 +17,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from blueprints import backup, recovery
+from blueprints import backup, prune, recovery
 from blueprints.plan_loop import Plan, reason
 from site_backup.plan import Call, PlanState, Step
 from site_backup.plan import Plan as BackupPlan
+from site_backup.prune import work_area
+from site_backup.prune_plan import PrunePlan, PruneState
 from site_backup.recovery_plan import RecoveryPlan, RecoveryState
 from tests.support.worker import call_activity
 
@@ -60,6 +62,17 @@ def _recover_locally(kind: str, request: dict[str, Any]) -> LocalRun:
         return RecoveryPlan(RecoveryState.from_input(kind, payload))
 
     return _drive(plan, request, recovery.ACTIVITY, kind, 1000)
+
+
+def prune_locally(request: dict[str, Any], instance: str | None = None) -> LocalRun:
+    """Run a whole prune of ``request`` (as the starter checked it: ``checked_prune``)."""
+    instance = instance or uuid.uuid4().hex
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def plan(payload: object) -> Plan:
+        return PrunePlan(PruneState.from_input(payload), work_area(instance), started)
+
+    return _drive(plan, request, prune.ACTIVITY, instance, 1000)
 
 
 def _drive(
