@@ -2,7 +2,8 @@
 # Both create .venv and node_modules on first use. ARGS passes options to the backup client,
 # e.g. make backup DIR=/srv/site ARGS="--exclude '*.tmp' --exclude cache/".
 # Then: `make backups DIR=<path>` lists its backups, `make verify DIR=<path>` checks the latest one,
-# `make restore DIR=<path> TARGET=<dir> [BACKUP=<id or time>]` restores one into TARGET.
+# `make restore DIR=<path> TARGET=<dir> [BACKUP=<id or time>]` restores one into TARGET,
+# `make prune DIR=<path> [ARGS=--dry-run]` removes the backups the retention policy does not keep.
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 STAMP_VENV := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: backup backups verify restore test test-faults start lint bench bench-quick bench-setup setup clean
+.PHONY: backup backups verify restore prune test test-faults start lint bench bench-quick bench-setup setup clean
 
 backup: setup
 	@test -n "$(DIR)" || { echo "usage: make backup DIR=<directory to back up>"; exit 2; }
@@ -23,6 +24,10 @@ backups: setup
 verify: setup
 	@test -n "$(DIR)" || { echo "usage: make verify DIR=<backed-up directory> [BACKUP=<id or time>]"; exit 2; }
 	$(PY) -m backup_cli verify "$(DIR)" --backup "$(or $(BACKUP),latest)" $(ARGS)
+
+prune: setup
+	@test -n "$(DIR)" || { echo "usage: make prune DIR=<backed-up directory> [ARGS='--keep last=7,daily=30 --dry-run']"; exit 2; }
+	$(PY) -m backup_cli prune "$(DIR)" $(ARGS)
 
 restore: setup
 	@test -n "$(DIR)" -a -n "$(TARGET)" || { echo "usage: make restore DIR=<backed-up directory> TARGET=<directory to restore into> [BACKUP=<id or time>]"; exit 2; }

@@ -1,4 +1,4 @@
-"""Command line: ``python -m backup_cli backup|restore|verify|backups DIR`` and ``python -m backup_cli start``."""
+"""Command line: ``python -m backup_cli backup|restore|verify|prune|backups DIR`` and ``python -m backup_cli start``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from types import FrameType
 from .backup import EXIT_INTERRUPTED, BackupOptions, run_backup
 from .client import KEY_SETTING
 from .output import consoles, say
-from .recovery import RestoreOptions, run_backups, run_restore, run_verify
+from .recovery import RestoreOptions, run_backups, run_prune, run_restore, run_verify
 from .start import run_start
 
 DEFAULT_URL = "http://127.0.0.1:7071"
@@ -53,6 +53,17 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--deep", action="store_true", help="download and hash every file's bytes")
     verify.add_argument("--compare", action="store_true", help="also say what changed on the site since")
     _common(verify)
+
+    prune = commands.add_parser(
+        "prune",
+        help="remove the backups of DIR a retention policy does not keep",
+        description="Apply a retention policy (--keep, else the app's BACKUP_RETENTION setting) to the backups "
+        "of DIR: remove the runs it does not keep and every snapshot no remaining run needs.",
+    )
+    prune.add_argument("directory", metavar="DIR", help="the directory that was backed up")
+    prune.add_argument("--keep", metavar="POLICY", help="e.g. last=7,daily=30,weekly=12,monthly=24")
+    prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    _common(prune)
 
     listing = commands.add_parser("backups", help="list the backups of DIR, newest first")
     listing.add_argument("directory", metavar="DIR", help="the directory that was backed up")
@@ -109,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_restore(restore, options, out, err)
         if args.command == "verify":
             return run_verify(args.directory, args.backup, args.deep, args.compare, options, out, err)
+        if args.command == "prune":
+            return run_prune(args.directory, args.keep, args.dry_run, options, out, err)
         if args.command == "backups":
             return run_backups(args.directory, args.top, options, out, err)
         return run_backup(options, out, err)

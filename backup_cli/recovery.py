@@ -1,4 +1,4 @@
-"""The ``restore``, ``verify`` and ``backups`` commands: the same start-and-follow as a backup, their own reports.
+"""The ``restore``, ``verify``, ``prune`` and ``backups`` commands: start-and-follow as for a backup, own reports.
 
 Exit codes as for ``backup``: 0 done (and, for verify, everything as recorded), 1 failed or problems found,
 2 rejected by the host, 130 interrupted.
@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.filesize import decimal
 from rich.table import Table
 
-from blueprints.names import RESTORE_ORCHESTRATOR, VERIFY_ORCHESTRATOR
+from blueprints.names import PRUNE_ORCHESTRATOR, RESTORE_ORCHESTRATOR, VERIFY_ORCHESTRATOR
 
 from .autostart import NotAFunctionsHost, local_host
 from .backup import EXIT_FAILED, EXIT_OK, EXIT_REJECTED, BackupOptions, Job, describe_bytes, report, run_job
@@ -100,6 +100,35 @@ def verify_report(final: Status, out: Console, err: Console) -> int:
     return EXIT_FAILED
 
 
+def run_prune(
+    directory: str, retention: str | None, dry_run: bool, options: BackupOptions, out: Console, err: Console
+) -> int:
+    root = absolute(directory)
+    body: dict[str, Any] = {"rootDirectory": root, "dryRun": dry_run}
+    if retention:
+        body["retention"] = retention
+    job = Job(PRUNE_ORCHESTRATOR, body, "prune", (Path(root),), report=prune_report)
+    return run_job(job, options, out, err)
+
+
+def prune_report(final: Status, out: Console, err: Console) -> int:
+    if final.runtime_status != "Completed" or not isinstance(final.output, dict):
+        return report(final, out, err, "Prune")
+    found: dict[str, Any] = final.output
+    verb = "would remove" if found.get("dryRun") else "removed"
+    say(
+        out,
+        f"Prune ({found.get('retention')}) kept {found.get('runsKept')} backup(s) and {verb} "
+        f"{found.get('runsRemoved')}, with {found.get('snapshotsRemoved')} snapshot(s) "
+        f"({decimal(int(found.get('snapshotBytesRemoved') or 0))}) and {found.get('catalogBlobsRemoved')} catalog "
+        f"blob(s); {found.get('snapshotsKept')} snapshot(s) stay.",
+        "green",
+    )
+    for run in found.get("removed", []):
+        say(out, f"  {verb}: {run}")
+    return EXIT_OK
+
+
 def run_backups(directory: str, top: int, options: BackupOptions, out: Console, err: Console) -> int:
     """Print the sealed backups of a directory, newest first."""
     root = absolute(directory)
@@ -137,8 +166,9 @@ def run_backups(directory: str, top: int, options: BackupOptions, out: Console, 
     ]
     if not out.is_terminal:
         # Piped output is for scripts: tab-separated, nothing folded or cut (ids are copied into commands).
-        for row in (columns, *rows):
-            out.out("\t".join(row), highlight=False)
+        for row in (columns, *rows):  # written as they are: rich would expand the tabs
+            out.file.write("\t".join(row) + "\n")
+        out.file.flush()
         return EXIT_OK
     table = Table(title=f"Backups of {root}, newest first")
     for column in columns:

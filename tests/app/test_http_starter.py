@@ -244,3 +244,19 @@ def test_a_restore_or_verify_of_a_backup_that_does_not_exist_is_a_404(loop, rpc,
         assert response.status_code == 404, name
         assert f"There is no backup of {site!r}" in error_of(response)
     assert rpc.requests == []
+
+
+def test_a_prune_starts_with_the_policy_written_into_its_input_or_is_refused_without_one(loop, rpc, roots, monkeypatch):
+    site = str(roots / "wwwroot")
+    monkeypatch.delenv("BACKUP_RETENTION", raising=False)
+    refused = call_starter(loop, rpc, json.dumps({"rootDirectory": site}).encode(), function_name="E2_PruneBackups")
+    assert refused.status_code == 400 and "BACKUP_RETENTION" in error_of(refused)
+    outside = {"rootDirectory": "/etc", "retention": "last=1"}
+    assert call_starter(loop, rpc, json.dumps(outside).encode(), function_name="E2_PruneBackups").status_code == 403
+    assert rpc.requests == []
+    monkeypatch.setenv("BACKUP_RETENTION", "daily=7,last=2")
+    started = call_starter(loop, rpc, json.dumps({"rootDirectory": site, "dryRun": True}).encode(), "E2_PruneBackups")
+    assert started.status_code == 202
+    [(_, path, sent)] = rpc.requests
+    assert path == "/durabletask/orchestrators/E2_PruneBackups"
+    assert json.loads(json.loads(sent)) == {"rootDirectory": site, "retention": "last=2,daily=7", "dryRun": True}

@@ -122,3 +122,33 @@ def test_a_function_key_is_sent_as_the_functions_host_expects(tmp_path):
         )
     assert result.returncode == 0, result.stderr
     assert scenario.keys == ["s3cret"] * len(scenario.keys) and scenario.keys
+
+
+def test_prune_says_what_it_would_remove_then_removes_it(cli, tmp_path):
+    site = tmp_path / "site"
+    for rel, data in FILES.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_bytes(data)
+    time.sleep(RACY_SECONDS + 0.2)
+    for _ in range(2):
+        backed = cli("backup", str(site))
+        assert backed.returncode == 0, backed.stdout + backed.stderr
+    first = runs_listed(cli, site)[-1].split("\t")[0]  # newest first
+
+    refused = cli("prune", str(site))
+    assert refused.returncode == 2 and "BACKUP_RETENTION" in refused.stderr, refused.stdout + refused.stderr
+
+    dry = cli("prune", str(site), "--keep", "last=1", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "kept 1 backup(s) and would remove 1" in dry.stdout and f"would remove: {first}" in dry.stdout
+    assert len(runs_listed(cli, site)) == 2
+
+    pruned = cli("prune", str(site), "--keep", "last=1")
+    assert pruned.returncode == 0 and f"removed: {first}" in pruned.stdout, pruned.stdout + pruned.stderr
+    remaining = runs_listed(cli, site)
+    assert len(remaining) == 1 and first not in remaining[0]
+
+
+def runs_listed(cli, site) -> list[str]:
+    """The rows of `backups` (piped: one per run, after the lines about the services it started)."""
+    return [line for line in cli("backups", str(site)).stdout.splitlines() if "\tcompleted\t" in line]
