@@ -320,7 +320,9 @@ async def delete_snapshots(value: object) -> dict[str, Any]:
             await target.store.delete_snapshot(target.container, version.name, version.snapshot)
 
         await _each(doomed, delete)
-    tally = PruneTally(len(doomed), sum(v.size for v in doomed), kept)
+    tally = PruneTally(
+        snapshots_removed=len(doomed), snapshot_bytes_removed=sum(v.size for v in doomed), snapshots_kept=kept
+    )
     return tally.to_json()
 
 

@@ -133,12 +133,12 @@ class SnapshotPage:
 class PruneTally:
     """What a prune removed (or, dry, would remove), added up over its activities."""
 
+    runs_removed: int = 0
     snapshots_removed: int = 0
     snapshot_bytes_removed: int = 0
     snapshots_kept: int = 0
     catalog_blobs_removed: int = 0
     catalog_bytes_removed: int = 0
-    runs_removed: int = 0
 
     def __add__(self, other: PruneTally) -> PruneTally:
         return PruneTally(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})

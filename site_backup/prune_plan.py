@@ -195,8 +195,13 @@ class PrunePlan:
         elif step in (PruneStep.REMOVE, PruneStep.DELETE):
             state.tally += PruneTally.from_json(result)
 
+    def _finished(self) -> bool:
+        """Every phase is over (also right after the last result, before the loop asks for more)."""
+        state = self.state
+        return self.done or (state.phase is PruneStep.FINISH and state.next_number >= 1 and not self.in_flight)
+
     def continues(self) -> bool:
-        return not self.done and not self.in_flight and self.scheduled >= CALLS_PER_EXECUTION
+        return not self._finished() and not self.in_flight and self.scheduled >= CALLS_PER_EXECUTION
 
     def continuation(self) -> dict[str, Any]:
         return replace(self.state, generation=self.state.generation + 1).to_json()
@@ -211,7 +216,9 @@ class PrunePlan:
             PruneStep.DELETE: "removing snapshots",
             PruneStep.FINISH: "finishing",
         }
-        phase = ("failed" if state.fatal or state.problems else "completed") if self.done else phases[state.phase]
+        phase = (
+            ("failed" if state.fatal or state.problems else "completed") if self._finished() else phases[state.phase]
+        )
         return {
             "phase": phase,
             "dryRun": state.request.dry_run,
@@ -228,7 +235,7 @@ class PrunePlan:
         state, tally = self.state, self.state.tally
         if state.fatal is not None:
             raise BackupFailed(f"The prune stopped before deleting anything more: {state.fatal}")
-        if not self.done or state.selection is None:
+        if not self._finished() or state.selection is None:
             raise InvalidBackupRequest("The prune cannot go on: its state holds work that can never be done.")
         if state.problems:
             raise BackupFailed(

@@ -15,6 +15,7 @@ def _bindings(name: str) -> list[dict]:
 
 def test_exactly_the_expected_functions():
     assert sorted(app_functions()) == [
+        "E2_BackupAndPrune",
         "E2_BackupSiteContent",
         "E2_CommitFileSegments",
         "E2_CopyFileToBlob",
@@ -23,8 +24,16 @@ def test_exactly_the_expected_functions():
         "E2_FinishBackup",
         "E2_GetFileList",
         "E2_ListBackupParts",
+        "E2_PruneBackups",
+        "E2_PruneDeleteSnapshots",
+        "E2_PruneFindSnapshots",
+        "E2_PruneFinish",
+        "E2_PruneReadCatalog",
+        "E2_PruneRemoveRuns",
+        "E2_PruneSelectRuns",
         "E2_RestoreFiles",
         "E2_RestoreSiteContent",
+        "E2_ScheduledBackup",
         "E2_StageFileSegment",
         "E2_VerifyFiles",
         "E2_VerifySiteBackup",
@@ -44,6 +53,14 @@ def test_http_starter_route_method_auth_and_client_binding():
     assert trigger["name"] == "req"
     assert bindings["durableClient"] == {"direction": "IN", "type": "durableClient", "name": "client"}
     assert bindings["http"]["name"] == "$return"
+
+
+def test_the_timer_reads_its_schedule_from_an_app_setting_and_has_a_durable_client():
+    bindings = {b["type"]: b for b in _bindings("E2_ScheduledBackup")}
+    assert set(bindings) == {"timerTrigger", "durableClient"}
+    assert bindings["timerTrigger"]["schedule"] == "%BACKUP_SCHEDULE%"
+    assert bindings["timerTrigger"]["name"] == "timer"
+    assert inspect.iscoroutinefunction(app_functions()["E2_ScheduledBackup"].get_user_function().client_function)
 
 
 def test_starter_is_async_as_the_durable_client_wrapper_requires():
