@@ -124,8 +124,12 @@ def prune_report(final: Status, out: Console, err: Console) -> int:
         f"blob(s); {found.get('snapshotsKept')} snapshot(s) stay.",
         "green",
     )
-    for run in found.get("removed", []):
+    shown = found.get("removed", [])
+    for run in shown:
         say(out, f"  {verb}: {run}")
+    more = int(found.get("runsRemoved") or 0) - len(shown)
+    if more > 0:
+        say(out, f"  and {more} more")
     return EXIT_OK
 
 

@@ -40,14 +40,9 @@ async def scheduled_backup(timer: func.TimerRequest, client: df.DurableOrchestra
         log.warning("The backup schedule is past due (the host was not running at its time): starting one run now.")
     for run in runs:
         root, instance = run.request.root_directory, run.instance_id
-        status = await client.get_status(instance)
-        if status is not None and status.runtime_status in LIVE:
-            log.warning(
-                "Skipped the scheduled backup of %s: its last one (%s) is still %s.",
-                root,
-                instance,
-                status.runtime_status.value,
-            )
+        busy = await _still_running(client, instance)
+        if busy is not None:
+            log.warning("Skipped the scheduled backup of %s: its last one (%s) is still %s.", root, *busy)
             continue
         try:
             await client.start_new(BACKUP_AND_PRUNE, instance, run.to_json())
@@ -55,6 +50,23 @@ async def scheduled_backup(timer: func.TimerRequest, client: df.DurableOrchestra
             log.error("The scheduled backup of %s could not be started: %s", root, exc)
             continue
         log.info("Started the scheduled backup of %s as %s.", root, instance)
+
+
+async def _still_running(client: df.DurableOrchestrationClient, instance: str) -> tuple[str, str] | None:
+    """The root's last scheduled run, or the backup it started, if either is still live (a terminated
+    parent leaves its sub-orchestration running)."""
+    status = await client.get_status(instance)
+    if status is None or status.runtime_status is None:
+        return None
+    if status.runtime_status in LIVE:
+        return instance, status.runtime_status.value
+    custom = status.custom_status if isinstance(status.custom_status, dict) else {}
+    backup = custom.get("backup")
+    if isinstance(backup, str) and custom.get("phase") != "completed":
+        child = await client.get_status(backup)
+        if child is not None and child.runtime_status in LIVE:
+            return backup, child.runtime_status.value
+    return None
 
 
 @bp.function_name(BACKUP_AND_PRUNE)

@@ -191,8 +191,11 @@ class TimerTriggers:
         now = datetime.now(UTC)
         recorded_next = _parse((status or {}).get("Next"))
         last = _parse((status or {}).get("Last"))
-        changed = recorded_next is not None and last is not None and timer.schedule.next_after(last) != recorded_next
-        if timer.monitor and recorded_next is not None and now > recorded_next and not changed:
+        if recorded_next is not None and last is not None and last.year > 1:
+            # The schedule changed since the status was written: the host takes the new schedule's next
+            # occurrence after the last one as the one that was due.
+            recorded_next = timer.schedule.next_after(last)
+        if timer.monitor and recorded_next is not None and now > recorded_next:
             details = f"UnscheduledInvocationReason: IsPastDue, OriginalSchedule: {_iso(recorded_next)}"
             await self.invoke(timer.info, status, past_due=True, details=details)
             status = await self._save(timer, recorded_next, timer.schedule.next_after(datetime.now(UTC)))

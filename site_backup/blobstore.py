@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 from xml.sax.saxutils import escape
@@ -58,6 +60,7 @@ class BlobInfo:
     content_md5: bytes | None
     metadata: Mapping[str, str]
     snapshot: str | None = None
+    last_modified: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -79,17 +82,34 @@ class BlobStore:
     # ---- writes -----------------------------------------------------------------------------------------
 
     async def put_blob(
-        self, container: str, name: str, data: bytes, md5: bytes, content_type: str, metadata: Mapping[str, str]
-    ) -> None:
-        """Create or replace a block blob in one request; storage checks the body against ``md5``."""
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        md5: bytes,
+        content_type: str,
+        metadata: Mapping[str, str],
+        create_only: bool = False,
+    ) -> bool:
+        """Create or replace a block blob in one request; storage checks the body against ``md5``.
+
+        ``create_only``: never replace; returns False when the blob already exists (and writes nothing).
+        """
         headers = {
+            **({"If-None-Match": "*"} if create_only else {}),
             "x-ms-blob-type": "BlockBlob",
             "Content-MD5": _b64(md5),
             "x-ms-blob-content-md5": _b64(md5),
             "x-ms-blob-content-type": content_type,
             **_metadata_headers(metadata),
         }
-        await self._send("PUT", container, name, headers=headers, body=data, expect=(201,))
+        try:
+            await self._send("PUT", container, name, headers=headers, body=data, expect=(201,))
+        except StorageRequestFailed as exc:
+            if create_only and exc.status in (409, 412) and not isinstance(exc, StorageUnavailable):
+                return False
+            raise
+        return True
 
     async def put_block(self, container: str, name: str, block_id: str, data: bytes | memoryview, md5: bytes) -> None:
         """Stage one block (uncommitted until Put Block List); storage checks it against ``md5``."""
@@ -288,10 +308,18 @@ def _parse_listing(body: bytes) -> BlobPage:
         md5 = _unb64(properties.findtext("Content-MD5")) if properties is not None else None
         metadata_element = blob.find("Metadata")
         metadata = {m.tag.lower(): m.text or "" for m in metadata_element} if metadata_element is not None else {}
-        blobs.append(BlobInfo(name, size, md5, metadata, blob.findtext("Snapshot") or None))
+        modified = properties.findtext("Last-Modified") if properties is not None else None
+        blobs.append(BlobInfo(name, size, md5, metadata, blob.findtext("Snapshot") or None, _http_date(modified)))
     marker = root.findtext("NextMarker") or None
     prefixes = tuple(p.findtext("Name") or "" for p in root.iter("BlobPrefix"))
     return BlobPage(tuple(blobs), marker, prefixes)
+
+
+def _http_date(text: str | None) -> datetime | None:
+    try:
+        return parsedate_to_datetime(text) if text else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _error_message(body: bytes) -> str:

@@ -45,7 +45,7 @@ from .prune_messages import PruneRequest, PruneTally, PruneTask, Selection, Snap
 from .recovery import resolved_root
 from .retention import EXAMPLE, RetentionPolicy
 from .roots import allowed_roots
-from .runs import PICKABLE, IndexEntry, index_entries, read_part
+from .runs import PICKABLE, IndexEntry, index_entries, read_part, summary_of
 from .storage import storage
 
 log = logging.getLogger(__name__)
@@ -91,38 +91,71 @@ def kept_runs(entries: list[IndexEntry], policy: RetentionPolicy) -> set[str]:
 
 
 async def select_runs(value: object) -> dict[str, Any]:
-    """Decide which runs go, and which runs' catalogs say what must stay; written to ``selection.json``."""
+    """Decide which runs go, and which runs' catalogs say what must stay: ``selection.json``.
+
+    The document is written once: an activity run again (at least once is all the host promises) returns
+    what the first run decided, so every later step of this prune works from the same selection.
+    """
     task = PruneTask.from_json(value)
+    name = task.work + "selection.json"
     request = await in_io_thread(checked_prune, task.request.to_json())
     assert request.retention is not None
-    entries = await index_entries(request.root)
-    kept = kept_runs(entries, RetentionPolicy.parse(request.retention))
-    removing = [e for e in entries if e.run not in kept]
-    sealed = {e.run for e in entries}
-    referencing = [(request.root, e.run) for e in entries if e.run in kept]
-    referencing += [(request.root, run) for run in await _run_ids(request.root) if run not in sealed]
+    policy = RetentionPolicy.parse(request.retention)
+    every = await index_entries(request.root)
+    # A run whose summary is gone is one an interrupted prune was removing: it goes, whatever the policy says.
+    entries = list(every)
+    while True:
+        kept = kept_runs(entries, policy)
+        half_removed = [e for e in entries if e.run in kept and await summary_of(e.run) is None]
+        if not half_removed:
+            break
+        entries = [e for e in entries if e not in half_removed]
+    sealed = {e.run for e in every}
+    removing = [e for e in every if e.run not in kept]
+    referencing = [[request.root, run, True] for run in sorted(kept)]
+    referencing += [[request.root, run, False] for run in await _run_ids(request.root) if run not in sealed]
     prefix = root_prefix(PurePosixPath(request.root))
     for other in await _other_roots(request.root):
         other_prefix = root_prefix(PurePosixPath(other))
         if other_prefix.startswith(prefix) or prefix.startswith(other_prefix):
-            referencing += [(other, run) for run in await _run_ids(other)]
+            other_sealed = {e.run for e in await index_entries(other)}
+            referencing += [[other, run, run in other_sealed] for run in await _run_ids(other)]  # all of them
     document = {
         "version": DOCUMENT_VERSION,
         "root": request.root,
+        "kept": len(kept),
         "referencing": referencing,
         "removing": [[e.run, e.name, e.size] for e in removing],
     }
-    await _put(task.work + "selection.json", document)
+    if not await _put(name, document, create_only=True):
+        document = await _get(name, "prune selection")
+    selection = _selection(document)
     log.info(
         "Prune of %s (%s): keeps %d run(s), removes %d; %d run(s) reference stored versions.",
         request.root,
         request.retention,
-        len(kept),
-        len(removing),
-        len(referencing),
+        selection.kept,
+        selection.removed,
+        selection.referencing,
     )
-    shown = tuple(e.run for e in removing[:MAX_FAILURES_KEPT])
-    return Selection(len(kept), len(removing), len(referencing), shown).to_json()
+    return selection.to_json()
+
+
+def _selection(document: dict[str, Any]) -> Selection:
+    kept, referencing, removing = document.get("kept"), document.get("referencing"), document.get("removing")
+    if not (isinstance(kept, int) and isinstance(referencing, list) and isinstance(removing, list)):
+        raise InvalidBackupRequest("Malformed prune selection.")
+    shown = tuple(str(run) for run, _, _ in removing[:MAX_FAILURES_KEPT])
+    return Selection(kept, len(removing), len(referencing), shown)
+
+
+async def _selected(task: PruneTask) -> dict[str, Any]:
+    """The selection this prune made (its root, as resolved then, and its runs)."""
+    document = await _get(task.work + "selection.json", "prune selection")
+    if not isinstance(document.get("root"), str):
+        raise InvalidBackupRequest("Malformed prune selection.")
+    _selection(document)
+    return document
 
 
 async def _run_ids(root: str) -> list[str]:
@@ -139,9 +172,14 @@ async def _other_roots(root: str) -> list[str]:
     for key_prefix in await _prefixes(f"{RUNS}/"):
         if key_prefix == own:
             continue
-        page = await target.store.list_blobs(target.catalog_container, key_prefix)
-        if page.blobs:
-            roots.append((await read_part(page.blobs[0].name)).root)
+        marker: str | None = None
+        while True:  # a page may come back empty with a marker
+            page = await target.store.list_blobs(target.catalog_container, key_prefix, marker)
+            if page.blobs:
+                roots.append((await read_part(page.blobs[0].name)).root)
+                break
+            if not (marker := page.next_marker):
+                break
     return roots
 
 
@@ -163,11 +201,14 @@ async def find_snapshots(value: object) -> dict[str, Any]:
     """List a stretch of the root's blobs with their snapshots; those that have any go to ``snapshots/<n>``.
 
     A stretch ends only after a blob itself (it is listed after its snapshots), so no blob's versions are
-    ever split between two documents.
+    ever split between two documents. A listing that misses some versions of a blob (Azurite's marker skips
+    the rest of a blob's versions when a page ends among them) is still safe: only versions seen are deleted,
+    and for each needed MD5 the version restore would pick among those seen is kept, so restore still finds
+    one with the recorded bytes.
     """
     task = PruneTask.from_json(value)
     target = storage()
-    prefix = root_prefix(PurePosixPath(task.request.root))
+    prefix = root_prefix(PurePosixPath((await _selected(task))["root"]))
     found: list[list[Any]] = []
     versions: list[BlobInfo] = []
     listed = snapshots = 0
@@ -223,32 +264,41 @@ async def _snapshotted(name: str) -> dict[str, list[BlobInfo]]:
 
 
 async def collect_references(value: object) -> dict[str, Any]:
-    """Of the blobs that have snapshots, the versions one referencing run needs: ``needed/<n>``."""
+    """Of the blobs that have snapshots, the versions one referencing run needs: ``needed/<n>``.
+
+    For a run not sealed yet it also records when its first part was written (``since``): it may still
+    write parts after this read, about versions it saw current at any time since it began.
+    """
     task = PruneTask.from_json(value)
-    referencing = (await _get(task.work + "selection.json", "prune selection")).get("referencing")
-    if not isinstance(referencing, list) or task.number >= len(referencing):
+    referencing = (await _selected(task))["referencing"]
+    if task.number >= len(referencing):
         raise InvalidBackupRequest(f"Malformed prune task: no referencing run {task.number}.")
-    root, run = referencing[task.number]
+    root, run, sealed = referencing[task.number]
     candidates: set[str] = set()
     for document in await _snapshot_documents(task.work):
         candidates.update(await _snapshotted(document))
+    parts = await _listed(parts_prefix(root, run))
     needed: set[tuple[str, int, str]] = set()
+
+    async def scan(listed: BlobInfo) -> None:
+        try:
+            part = await read_part(listed.name)
+        except StorageRequestFailed as exc:
+            if exc.status == 404 and not isinstance(exc, StorageUnavailable):
+                return  # removed meanwhile (by a prune of that root): it needs nothing any more
+            raise
+        for entry in part.entries:
+            blob = part.prefix + entry.key
+            if blob in candidates:
+                needed.add((blob, entry.size, entry.md5))
+
     if candidates:
-
-        async def scan(part_name: str) -> None:
-            try:
-                part = await read_part(part_name)
-            except StorageRequestFailed as exc:
-                if exc.status == 404 and not isinstance(exc, StorageUnavailable):
-                    return  # removed meanwhile (by a prune of that root): it needs nothing any more
-                raise
-            for entry in part.entries:
-                blob = part.prefix + entry.key
-                if blob in candidates:
-                    needed.add((blob, entry.size, entry.md5))
-
-        await _each(await _names(parts_prefix(root, run)), scan)
-    await _put(f"{task.work}needed/{task.number:08d}.json", {"version": DOCUMENT_VERSION, "versions": sorted(needed)})
+        await _each(parts, scan)
+    document: dict[str, Any] = {"version": DOCUMENT_VERSION, "versions": sorted(needed)}
+    written = [p.last_modified for p in parts if p.last_modified is not None]
+    if not sealed:
+        document["since"] = min(written).isoformat() if written else task.started
+    await _put(f"{task.work}needed/{task.number:08d}.json", document)
     return {"versions": len(needed)}
 
 
@@ -260,9 +310,8 @@ async def remove_runs(value: object) -> dict[str, Any]:
     verify finds the run any more), then its parts, the index entry last (until it goes, the next prune still
     sees the run and finishes it). A dry run only counts them."""
     task = PruneTask.from_json(value)
-    removing = (await _get(task.work + "selection.json", "prune selection")).get("removing")
-    if not isinstance(removing, list):
-        raise InvalidBackupRequest("Malformed prune selection.")
+    selection = await _selected(task)
+    root, removing = selection["root"], selection["removing"]
     target = storage()
     tally = PruneTally()
 
@@ -271,7 +320,7 @@ async def remove_runs(value: object) -> dict[str, Any]:
 
     for run, index_name, index_size in removing[task.number * RUNS_PER_REMOVAL : (task.number + 1) * RUNS_PER_REMOVAL]:
         summary = await target.store.properties(target.catalog_container, id_name(run))
-        parts = await _listed(parts_prefix(task.request.root, run))
+        parts = await _listed(parts_prefix(root, run))
         index = BlobInfo(index_name, index_size, None, {})
         blobs = [*([summary] if summary else []), *parts, index]
         tally += PruneTally(
@@ -283,7 +332,7 @@ async def remove_runs(value: object) -> dict[str, Any]:
             await delete(summary)
         await _each(parts, delete)
         await delete(index)
-        log.info("Removed run %s of %s from the catalog (%d blobs).", run, task.request.root, len(blobs))
+        log.info("Removed run %s of %s from the catalog (%d blobs).", run, root, len(blobs))
     return tally.to_json()
 
 
@@ -292,14 +341,19 @@ async def delete_snapshots(value: object) -> dict[str, Any]:
     task = PruneTask.from_json(value)
     blobs = await _snapshotted(f"{task.work}snapshots/{task.number:08d}.json")
     needed: dict[str, set[tuple[int, str]]] = {}
-    for document in await _names(task.work + "needed/"):
-        rows = (await _get(document, "needed versions")).get("versions")
+    earliest = _utc(task.started)
+    for name in await _names(task.work + "needed/"):
+        document = await _get(name, "needed versions")
+        rows = document.get("versions")
         if not isinstance(rows, list):
             raise InvalidBackupRequest("Malformed needed versions.")
         for blob, size, md5 in rows:
             if blob in blobs:
                 needed.setdefault(blob, set()).add((size, md5))
-    protected_after = _utc(task.started) - timedelta(seconds=Tuning.from_settings().prune_margin_seconds)
+        if isinstance(document.get("since"), str):
+            earliest = min(earliest, _utc(document["since"]))
+    # Younger snapshots stay: a backup running meanwhile, or a run not sealed yet, may still record them.
+    protected_after = earliest - timedelta(seconds=Tuning.from_settings().prune_margin_seconds)
     doomed: list[BlobInfo] = []
     kept = 0
     for blob, versions in blobs.items():
@@ -368,11 +422,13 @@ async def _get(name: str, what: str) -> dict[str, Any]:
     return load_document(await target.store.get_blob(target.catalog_container, name), what, DOCUMENT_VERSION)
 
 
-async def _put(name: str, document: dict[str, Any]) -> None:
+async def _put(name: str, document: dict[str, Any], create_only: bool = False) -> bool:
     target = storage()
     body = json.dumps(document, separators=(",", ":")).encode()
     md5 = hashlib.md5(body, usedforsecurity=False).digest()
-    await target.store.put_blob(target.catalog_container, name, body, md5, "application/json", {})
+    return await target.store.put_blob(
+        target.catalog_container, name, body, md5, "application/json", {}, create_only=create_only
+    )
 
 
 async def _each(items: Iterable[_T], work: Callable[[_T], Awaitable[None]]) -> None:

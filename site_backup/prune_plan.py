@@ -3,8 +3,8 @@
 Strictly in phases, because each one needs all of the one before: select the runs; list the root's blobs with
 their snapshots, stretch by stretch; read the catalog of every referencing run (a window of them); remove the
 catalogs of the runs that go; delete the snapshots nothing needs, document by document; clear the work area.
-A failure before the deletions stops the prune with nothing deleted; one during them is reported, and what a
-rerun does is the same. Pure and deterministic; a budget of calls per execution, then continue-as-new.
+A failure before the snapshot deletions stops the prune before any; one during them is reported, and a rerun
+finishes the work. Pure and deterministic; a budget of calls per execution, then continue-as-new.
 """
 
 from __future__ import annotations
@@ -177,8 +177,10 @@ class PrunePlan:
         step = PruneStep(call.step)
         if error is not None:
             text = short(f"{step}: {error}")
-            if step in (PruneStep.SELECT, PruneStep.FIND, PruneStep.COLLECT):
-                state.fatal = state.fatal or text  # nothing is deleted unless every catalog was read
+            if step in (PruneStep.SELECT, PruneStep.FIND, PruneStep.COLLECT, PruneStep.REMOVE):
+                # No snapshot is deleted unless every catalog was read, and every dropped run is gone (a run
+                # whose removal failed may still be restored, from the snapshots it needs).
+                state.fatal = state.fatal or text
             elif step is not PruneStep.FINISH and len(state.problems) < MAX_FAILURES_KEPT:
                 state.problems.append(text)  # a leftover work area is harmless: the next prune has its own
             return

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import ContainerClient
 
+from site_backup import blobstore, prune_plan
+from site_backup import prune as prune_module
 from site_backup.copier import RACY_SECONDS
 from site_backup.errors import InvalidBackupRequest
 from site_backup.prune import checked_prune
 from tests.support.local_run import prune_locally, restore_locally, run_locally, verify_locally
+from tests.support.worker import call_activity
 
 VERSIONS = [
     {"a.txt": b"a1", "b.txt": b"b1", "c/d.txt": b"unchanged"},
@@ -79,8 +82,25 @@ def short_margin(monkeypatch) -> None:
     monkeypatch.setenv("BACKUP_TUNING", json.dumps({"pruneMarginSeconds": 1}))
 
 
+@pytest.fixture(params=["default sizes", "tiny pages"])
+def paging(request, monkeypatch) -> None:
+    """Tiny pages: the listing in stretches of 3 versions, one run removed per call, a generation every 2 calls.
+
+    (Azurite's List Blobs marker names a blob, not a version: a page that ends inside a blob's versions skips
+    the rest of them. Three versions a page keeps every version this tree's prune decides on in view; a
+    version not seen is never deleted, and the rule keeps a seen one in its place, so a short view only keeps
+    more.)
+    """
+    if request.param == "tiny pages":
+        monkeypatch.setattr(blobstore, "LIST_PAGE_SIZE", 3)
+        monkeypatch.setattr(prune_module, "LIST_PAGES_PER_CALL", 1)
+        monkeypatch.setattr(prune_module, "RUNS_PER_REMOVAL", 1)
+        monkeypatch.setattr(prune_plan, "RUNS_PER_REMOVAL", 1)
+        monkeypatch.setattr(prune_plan, "CALLS_PER_EXECUTION", 2)
+
+
 def test_a_prune_keeps_what_the_policy_says_and_every_kept_run_restores_exactly(
-    site, container, tmp_path, short_margin
+    site, container, tmp_path, short_margin, paging
 ):
     runs = back_up_versions(site, VERSIONS)
     assert len(snapshots(container)) == 4  # a1, a2, a3 and b1 were overwritten
@@ -148,6 +168,32 @@ def test_runs_of_a_root_inside_the_pruned_one_keep_their_versions(site, containe
         {"backup": inner.run, "rootDirectory": str(site / "sub"), "targetDirectory": str(target)}
     )
     assert restored.error is None and tree(target) == inner_tree
+
+
+def test_runs_of_a_root_around_the_pruned_one_keep_their_versions(site, container, tmp_path, short_margin):
+    write(site, {"top.txt": b"top", "sub/x.txt": b"x1"})
+    time.sleep(RACY_SECONDS + 0.2)
+    outer = run_locally(str(site))
+    outer_tree = tree(site)
+    back_up_versions(site / "sub", [{"x.txt": b"x2 changed"}, {"x.txt": b"x3 changed again"}])
+    done = prune(site / "sub", "last=1")
+    assert done.error is None, done.error
+    assert (done.output["runsRemoved"], done.output["snapshotsRemoved"]) == (1, 1)  # x2 went; x1 stays for /site
+    request = {"backup": outer.run, "rootDirectory": str(site), "targetDirectory": str(tmp_path / "o")}
+    restored = restore_locally(request)
+    assert restored.error is None and tree(tmp_path / "o") == outer_tree
+
+
+def test_a_selection_made_twice_is_the_first_one(site, container, short_margin):
+    """The host may run an activity twice; a backup sealed in between must not change what this prune does."""
+    back_up_versions(site, VERSIONS[:2])
+    request = checked_prune({"rootDirectory": str(site), "retention": "last=1"})
+    work, started = "work/twice/prune/", "2026-12-01T00:00:00Z"
+    task = json.dumps({"request": request.to_json(), "work": work, "started": started, "number": 0})
+    first = json.loads(call_activity("E2_PruneSelectRuns", task))
+    back_up_versions(site, VERSIONS[2:3])
+    assert json.loads(call_activity("E2_PruneSelectRuns", task)) == first
+    assert (first["kept"], first["removed"]) == (1, 1)
 
 
 def test_a_prune_without_a_policy_is_refused_with_what_to_set(site, monkeypatch):

@@ -1,11 +1,14 @@
-"""The retention policy (restic's ``forget --keep-*`` rule): dates of runs in, runs kept out."""
+"""The retention policy (restic's ``forget --keep-*`` rule): dates of runs in, runs kept out; and the prune's
+plan when a step fails."""
 
 from datetime import UTC, datetime
 
 import pytest
 
-from site_backup.errors import InvalidBackupRequest
+from site_backup.errors import BackupFailed, InvalidBackupRequest
 from site_backup.prune import kept_runs
+from site_backup.prune_messages import PruneRequest
+from site_backup.prune_plan import PrunePlan, PruneState, PruneStep
 from site_backup.retention import RetentionPolicy
 from site_backup.runs import IndexEntry
 
@@ -110,3 +113,27 @@ def test_a_bad_policy_is_refused_with_the_form_to_use(text, says):
 
 def test_a_policy_is_written_back_in_its_canonical_form():
     assert str(RetentionPolicy.parse(" monthly = 24, last=7 ,daily=30")) == "last=7,daily=30,monthly=24"
+
+
+def test_a_failed_removal_stops_the_prune_before_any_snapshot_is_deleted():
+    """The plan alone (it is pure): a run whose catalog could not be removed may still be restored, so the
+    snapshots it needs must stay; the prune goes straight to clearing its work area and fails."""
+    request = PruneRequest("/site", "last=1")
+    plan = PrunePlan(PruneState(request), "work/p/prune/", "2026-12-01T00:00:00.000000Z")
+    results = {
+        PruneStep.SELECT: {"kept": 1, "removed": 1, "referencing": 1, "removedIds": ["old"]},
+        PruneStep.FIND: {"written": True, "marker": None, "blobs": 2, "snapshots": 1},
+        PruneStep.COLLECT: {"versions": 1},
+    }
+    steps = []
+    while groups := plan.next_groups():
+        for [call] in groups:
+            steps.append(call.step)
+            if call.step is PruneStep.REMOVE:
+                plan.record(call, error="Storage answered 403 AuthorizationFailure")
+            else:
+                plan.record(call, results.get(call.step))
+    assert steps == [PruneStep.SELECT, PruneStep.FIND, PruneStep.COLLECT, PruneStep.REMOVE, PruneStep.FINISH]
+    assert plan.status()["phase"] == "failed"
+    with pytest.raises(BackupFailed, match="403"):
+        plan.output()

@@ -135,13 +135,18 @@ def test_ticks_back_up_each_root_one_run_at_a_time_and_prune_after_each(schedule
         }
 
 
-def test_a_tick_missed_while_the_host_was_down_fires_once(schedule_env, sites, hub):
+@pytest.mark.parametrize("changed", [False, True], ids=["same schedule", "schedule changed since"])
+def test_a_tick_missed_while_the_host_was_down_fires_once(schedule_env, sites, hub, changed):
     env = {**schedule_env, "BACKUP_SCHEDULE": "0 0 * * * *", "BACKUP_SCHEDULE_ROOTS": str(sites[1])}  # hourly
     with running_devhost(PROJECT_ROOT, hub=hub, env=env) as host:
         wait_until(lambda: "The next 5 occurrences" in host.output(), 30, "the schedule")
     with sqlite3.connect(hub) as db:  # the host was down over the last three occurrences
         hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        status = {"Last": (hour - timedelta(hours=3)).isoformat(), "Next": (hour - timedelta(hours=2)).isoformat()}
+        last = hour - timedelta(hours=3)
+        # A status another schedule wrote (its next occurrence half past): the host takes this schedule's next
+        # occurrence after Last, two hours ago, as the one missed.
+        upcoming = last + timedelta(minutes=30 if changed else 60)
+        status = {"Last": last.isoformat(), "Next": upcoming.isoformat()}
         db.execute("UPDATE timers SET status = ? WHERE name = 'E2_ScheduledBackup'", (json.dumps(status),))
     with running_devhost(PROJECT_ROOT, hub=hub, env=env) as host:
         wait_until(lambda: backups_of(instances(host), sites[1]), 60, "the missed run")
