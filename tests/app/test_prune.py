@@ -17,6 +17,7 @@ from site_backup.copier import RACY_SECONDS
 from site_backup.errors import InvalidBackupRequest
 from site_backup.prune import checked_prune
 from tests.support.local_run import prune_locally, restore_locally, run_locally, verify_locally
+from tests.support.trees import snapshot_of, write_files
 from tests.support.worker import call_activity
 
 VERSIONS = [
@@ -34,26 +35,15 @@ def site(tmp_path, monkeypatch) -> Path:
     return tmp_path / "site"
 
 
-def write(root: Path, files: dict[str, bytes]) -> None:
-    for rel, data in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-
-
-def tree(root: Path) -> dict[str, tuple[bytes, int]]:
-    files = (p for p in root.rglob("*") if p.is_file())
-    return {p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
-
-
 def back_up_versions(site: Path, versions: list[dict[str, bytes]]) -> list[tuple[str, dict]]:
     """One backup after writing each version; the runs' ids with the tree each one saw."""
     runs = []
     for files in versions:
-        write(site, files)
+        write_files(site, files)
         time.sleep(RACY_SECONDS + 0.2)  # so the next change is seen as one
         done = run_locally(str(site))
         assert done.error is None, done.error
-        runs.append((done.run, tree(site)))
+        runs.append((done.run, snapshot_of(site)))
     return runs
 
 
@@ -123,7 +113,7 @@ def test_a_prune_keeps_what_the_policy_says_and_every_kept_run_restores_exactly(
         target = tmp_path / f"restored-{run}"
         restored = restore_locally({"backup": run, "rootDirectory": str(site), "targetDirectory": str(target)})
         assert restored.error is None, restored.error
-        assert tree(target) == expected
+        assert snapshot_of(target) == expected
         checked = verify_locally({"backup": run, "rootDirectory": str(site), "deep": True})
         assert checked.output["ok"] is True, checked.output
     gone = restore_locally({"backup": runs[0][0], "rootDirectory": str(site), "targetDirectory": str(tmp_path / "x")})
@@ -154,10 +144,10 @@ def test_a_run_not_sealed_yet_keeps_what_it_references(site, container, short_ma
 
 
 def test_runs_of_a_root_inside_the_pruned_one_keep_their_versions(site, container, tmp_path, short_margin):
-    write(site, {"top.txt": b"top", "sub/x.txt": b"x1"})
+    write_files(site, {"top.txt": b"top", "sub/x.txt": b"x1"})
     time.sleep(RACY_SECONDS + 0.2)
     inner = run_locally(str(site / "sub"))
-    inner_tree = tree(site / "sub")
+    inner_tree = snapshot_of(site / "sub")
     back_up_versions(site, [{"sub/x.txt": b"x2 changed"}, {"top.txt": b"top changed"}])
     done = prune(site, "last=1")
     assert done.error is None, done.error
@@ -167,21 +157,21 @@ def test_runs_of_a_root_inside_the_pruned_one_keep_their_versions(site, containe
     restored = restore_locally(
         {"backup": inner.run, "rootDirectory": str(site / "sub"), "targetDirectory": str(target)}
     )
-    assert restored.error is None and tree(target) == inner_tree
+    assert restored.error is None and snapshot_of(target) == inner_tree
 
 
 def test_runs_of_a_root_around_the_pruned_one_keep_their_versions(site, container, tmp_path, short_margin):
-    write(site, {"top.txt": b"top", "sub/x.txt": b"x1"})
+    write_files(site, {"top.txt": b"top", "sub/x.txt": b"x1"})
     time.sleep(RACY_SECONDS + 0.2)
     outer = run_locally(str(site))
-    outer_tree = tree(site)
+    outer_tree = snapshot_of(site)
     back_up_versions(site / "sub", [{"x.txt": b"x2 changed"}, {"x.txt": b"x3 changed again"}])
     done = prune(site / "sub", "last=1")
     assert done.error is None, done.error
     assert (done.output["runsRemoved"], done.output["snapshotsRemoved"]) == (1, 1)  # x2 went; x1 stays for /site
     request = {"backup": outer.run, "rootDirectory": str(site), "targetDirectory": str(tmp_path / "o")}
     restored = restore_locally(request)
-    assert restored.error is None and tree(tmp_path / "o") == outer_tree
+    assert restored.error is None and snapshot_of(tmp_path / "o") == outer_tree
 
 
 def test_a_selection_made_twice_is_the_first_one(site, container, short_margin):

@@ -18,6 +18,7 @@ from site_backup.errors import InvalidBackupRequest
 from site_backup.naming import blob_name_for
 from site_backup.recovery_messages import RestoreRequest
 from tests.support.local_run import restore_locally, run_locally, verify_locally
+from tests.support.trees import snapshot_of, write_files
 from tests.support.worker import app_functions, call_activity, run_on_worker_loop
 
 FIRST = {
@@ -33,19 +34,8 @@ FIRST = {
 def site(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
     root = tmp_path / "site"
-    write(root, FIRST)
+    write_files(root, FIRST)
     return root
-
-
-def write(root: Path, files: dict[str, bytes]) -> None:
-    for rel, data in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-
-
-def snapshot_of(root: Path) -> dict[str, tuple[bytes, int]]:
-    files = (p for p in root.rglob("*") if p.is_file())
-    return {p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
 
 
 def two_runs(site: Path) -> tuple[dict, dict, str, str]:
@@ -57,7 +47,7 @@ def two_runs(site: Path) -> tuple[dict, dict, str, str]:
     (site / "docs/changed.md").write_bytes(b"# after, and longer\n")
     (site / "docs/deleted.txt").unlink()
     (site / "index.html").write_bytes(b"<h1>2nd!</h1>")  # same size as before
-    write(site, {"new/added.txt": b"only in the second run\n"})
+    write_files(site, {"new/added.txt": b"only in the second run\n"})
     second = snapshot_of(site)
     two = run_locally(str(site))
     assert two.error is None, two.error
@@ -117,7 +107,7 @@ def test_existing_files_are_kept_unless_overwrite_and_identical_ones_skipped(sit
     time.sleep(RACY_SECONDS + 0.2)
     run_locally(str(site))
     target = tmp_path / "target"
-    write(target, {"index.html": b"<h1>local edit</h1>", "a b/ünï #%.txt": FIRST["a b/ünï #%.txt"]})
+    write_files(target, {"index.html": b"<h1>local edit</h1>", "a b/ünï #%.txt": FIRST["a b/ünï #%.txt"]})
     kept = restore(site, target)
     assert kept.error is None
     assert (target / "index.html").read_bytes() == b"<h1>local edit</h1>"
@@ -177,7 +167,7 @@ def test_verify_compares_with_the_site(site, container):
     run_locally(str(site))
     (site / "docs/changed.md").write_bytes(b"# after\n")
     (site / "docs/deleted.txt").unlink()
-    write(site, {"new.txt": b"new"})
+    write_files(site, {"new.txt": b"new"})
     report = verify_locally({"backup": "latest", "rootDirectory": str(site), "compareWithSource": True}).output
     assert (report["ok"], report["changed"], report["deleted"], report["added"]) == (True, 1, 1, 1)
 

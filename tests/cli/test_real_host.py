@@ -16,6 +16,7 @@ from backup_cli.processes import free_port, port_open
 from backup_cli.services import AzuritePorts, start_azurite
 from site_backup.copier import RACY_SECONDS
 from tests.support.azurite import ACCOUNT, KEY
+from tests.support.trees import write_files
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FILES = {"index.html": b"<h1>hi</h1>", "a b/ünï #%.txt": b"awkward\n", "docs/readme.md": b"# docs\n"}
@@ -60,9 +61,7 @@ def cli(tmp_path):
 
 def test_backup_backups_verify_restore_through_services_the_cli_starts(cli, tmp_path):
     site = tmp_path / "site"
-    for rel, data in FILES.items():
-        (site / rel).parent.mkdir(parents=True, exist_ok=True)
-        (site / rel).write_bytes(data)
+    write_files(site, FILES)
     time.sleep(RACY_SECONDS + 0.2)
     backed = cli("backup", str(site))
     assert backed.returncode == 0, backed.stdout + backed.stderr
@@ -126,9 +125,7 @@ def test_a_function_key_is_sent_as_the_functions_host_expects(tmp_path):
 
 def test_prune_says_what_it_would_remove_then_removes_it(cli, tmp_path):
     site = tmp_path / "site"
-    for rel, data in FILES.items():
-        (site / rel).parent.mkdir(parents=True, exist_ok=True)
-        (site / rel).write_bytes(data)
+    write_files(site, FILES)
     time.sleep(RACY_SECONDS + 0.2)
     for _ in range(2):
         backed = cli("backup", str(site))
