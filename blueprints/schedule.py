@@ -23,6 +23,7 @@ from .names import BACKUP_AND_PRUNE, BACKUP_ORCHESTRATOR, PRUNE_ORCHESTRATOR, SC
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
+CHECK_SECONDS = 60
 
 _Status = df.OrchestrationRuntimeStatus
 LIVE = frozenset({_Status.Pending, _Status.Running, _Status.ContinuedAsNew, _Status.Suspended})
@@ -33,7 +34,14 @@ LIVE = frozenset({_Status.Pending, _Status.Running, _Status.ContinuedAsNew, _Sta
 @bp.durable_client_input(client_name="client")
 async def scheduled_backup(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     """Start a backup (then a prune) of every scheduled root whose last one has finished."""
-    runs, problems = await asyncio.to_thread(scheduled_runs)
+    try:  # checking the roots touches the file system: a hung mount skips this tick instead of holding it
+        runs, problems = await asyncio.wait_for(asyncio.to_thread(scheduled_runs), CHECK_SECONDS)
+    except TimeoutError:
+        log.error(
+            "Checking the scheduled roots took over %d s (is their file system responding?): tick skipped.",
+            CHECK_SECONDS,
+        )
+        return
     for problem in problems:
         log.error(problem)
     if timer.past_due:
