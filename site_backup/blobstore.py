@@ -204,14 +204,21 @@ class BlobStore:
         return BlobInfo(name, int(headers.get("Content-Length", "0")), _unb64(md5), metadata)
 
     async def list_blobs(
-        self, container: str, prefix: str, marker: str | None = None, snapshots: bool = False, flat: bool = True
+        self,
+        container: str,
+        prefix: str,
+        marker: str | None = None,
+        snapshots: bool = False,
+        flat: bool = True,
+        page_size: int | None = None,
     ) -> BlobPage:
         """One page of the blobs whose names start with ``prefix``, with metadata, in name order (and their
         snapshots, with ``snapshots``; only those directly "in" ``prefix``, not below a further ``/``, unless
         ``flat``). A container that does not exist yet lists as empty.
         """
         include = "metadata,snapshots" if snapshots else "metadata"
-        query = {"restype": "container", "comp": "list", "include": include, "maxresults": str(LIST_PAGE_SIZE)}
+        size = page_size or LIST_PAGE_SIZE
+        query = {"restype": "container", "comp": "list", "include": include, "maxresults": str(size)}
         query["prefix"] = prefix
         if not flat:
             query["delimiter"] = "/"

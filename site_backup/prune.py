@@ -51,7 +51,11 @@ from .storage import storage
 log = logging.getLogger(__name__)
 
 RETENTION_SETTING = "BACKUP_RETENTION"
-LIST_PAGES_PER_CALL = 20  # 100,000 blobs listed by one E2_PruneFindSnapshots
+LIST_PAGE = 1_000  # versions a List Blobs page
+LIST_PAGES_PER_CALL = 100  # 100,000 versions listed by one E2_PruneFindSnapshots
+# ... or fewer: a document's snapshots are deleted by one activity, which must end well within functionTimeout
+# even on slow storage (Azurite on disk deletes about 12 a second): at most 2,000 and one more page
+SNAPSHOTS_PER_DOCUMENT = 2_000
 RUNS_PER_REMOVAL = 10
 AT_ONCE = 16
 DOCUMENT_VERSION = 1
@@ -214,7 +218,7 @@ async def find_snapshots(value: object) -> dict[str, Any]:
     listed = snapshots = 0
     marker = task.marker
     for pages in range(1, 1_000_000):
-        page = await target.store.list_blobs(target.container, prefix, marker, snapshots=True)
+        page = await target.store.list_blobs(target.container, prefix, marker, snapshots=True, page_size=LIST_PAGE)
         for blob in page.blobs:
             if versions and blob.name != versions[0].name:
                 _add_if_snapshotted(found, versions)
@@ -223,7 +227,8 @@ async def find_snapshots(value: object) -> dict[str, Any]:
             listed += blob.snapshot is None
             snapshots += blob.snapshot is not None
         marker = page.next_marker
-        if marker is None or (pages >= LIST_PAGES_PER_CALL and page.blobs and page.blobs[-1].snapshot is None):
+        full = pages >= LIST_PAGES_PER_CALL or snapshots >= SNAPSHOTS_PER_DOCUMENT
+        if marker is None or (full and page.blobs and page.blobs[-1].snapshot is None):
             break
     _add_if_snapshotted(found, versions)
     if found:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import ContainerClient
 
-from site_backup import blobstore, prune_plan
 from site_backup import prune as prune_module
+from site_backup import prune_plan
 from site_backup.copier import RACY_SECONDS
 from site_backup.errors import InvalidBackupRequest
 from site_backup.prune import checked_prune
@@ -72,7 +72,7 @@ def short_margin(monkeypatch) -> None:
     monkeypatch.setenv("BACKUP_TUNING", json.dumps({"pruneMarginSeconds": 1}))
 
 
-@pytest.fixture(params=["default sizes", "tiny pages"])
+@pytest.fixture(params=["default sizes", "tiny pages", "one snapshot a document"])
 def paging(request, monkeypatch) -> None:
     """Tiny pages: the listing in stretches of 3 versions, one run removed per call, a generation every 2 calls.
 
@@ -82,11 +82,14 @@ def paging(request, monkeypatch) -> None:
     more.)
     """
     if request.param == "tiny pages":
-        monkeypatch.setattr(blobstore, "LIST_PAGE_SIZE", 3)
+        monkeypatch.setattr(prune_module, "LIST_PAGE", 3)
         monkeypatch.setattr(prune_module, "LIST_PAGES_PER_CALL", 1)
         monkeypatch.setattr(prune_module, "RUNS_PER_REMOVAL", 1)
         monkeypatch.setattr(prune_plan, "RUNS_PER_REMOVAL", 1)
         monkeypatch.setattr(prune_plan, "CALLS_PER_EXECUTION", 2)
+    if request.param == "one snapshot a document":  # a document ends once it holds this many snapshots
+        monkeypatch.setattr(prune_module, "LIST_PAGE", 3)
+        monkeypatch.setattr(prune_module, "SNAPSHOTS_PER_DOCUMENT", 1)
 
 
 def test_a_prune_keeps_what_the_policy_says_and_every_kept_run_restores_exactly(
