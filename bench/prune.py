@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import tempfile
 import time
@@ -21,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import requests
+from azure.core.exceptions import ResourceNotFoundError
 from harness import PROJECT_ROOT, backup_env, fresh_storage, process_cpu, run_backup
 from trees import tiny
 
@@ -58,9 +60,11 @@ def floor(connection: str, container: str, prefix: str, deletes: int) -> float:
         async with AsyncService.from_connection_string(connection) as service:
             scratch = service.get_container_client(f"floor{uuid.uuid4().hex[:8]}")
             await scratch.create_container()
-            blob = scratch.get_blob_client("scratch")
-            await blob.upload_blob(b"x")
-            snapshots = [(await blob.create_snapshot())["snapshot"] for _ in range(deletes)]
+            snapshots = []
+            for i in range(deletes):  # one snapshot of each of many blobs: two of one blob may get the same time
+                blob = scratch.get_blob_client(f"scratch-{i}")
+                await blob.upload_blob(b"x")
+                snapshots.append((f"scratch-{i}", (await blob.create_snapshot())["snapshot"]))
             started = time.perf_counter()
             listed = service.get_container_client(container).list_blobs(name_starts_with=prefix, include=["snapshots"])
             async for _ in listed:
@@ -69,7 +73,9 @@ def floor(connection: str, container: str, prefix: str, deletes: int) -> float:
 
             async def worker() -> None:
                 while queue:
-                    await scratch.get_blob_client("scratch", snapshot=queue.pop()).delete_blob()
+                    name, snapshot = queue.pop()
+                    with contextlib.suppress(ResourceNotFoundError):  # a retried delete that had gone through
+                        await scratch.get_blob_client(name, snapshot=snapshot).delete_blob()
 
             await asyncio.gather(*(worker() for _ in range(64)))
             return time.perf_counter() - started
@@ -103,6 +109,7 @@ def main() -> None:
                 cpu, storage_cpu = process_cpu(host.proc.pid), process_cpu(azurite.pid)
                 seconds, report = prune(host, body)
                 cpu, storage_cpu = process_cpu(host.proc.pid) - cpu, process_cpu(azurite.pid) - storage_cpu
+                print(f"prune: {seconds:.1f} s: {json.dumps(report)}", flush=True)
                 prefix = str(tree).lstrip("/") + "/"
                 base = floor(azurite.connection_string, "backups", prefix, report["snapshotsRemoved"])
                 target = tree.parent / "restored"  # inside the allowed root
