@@ -74,8 +74,9 @@ def test_explicit_id_raise_event_and_python_encoding(run, client):
         status = await _until(client, instance_id, ("Completed",))
         assert status.output == {"approved": json.dumps({"by": "bob"})}  # #295: arrives as a str
         assert status.custom_status == {"stage": "approved"}
-        with pytest.raises(Exception, match="gone"):
+        with pytest.raises(Exception, match="gone") as raised:
             await client.raise_event(instance_id, "Approved", 1)
+        assert type(raised.value) is Exception  # the SDK raises a bare Exception with the host's message
 
     run(scenario())
 
@@ -91,9 +92,10 @@ def test_terminate_suspend_resume(run, client):
         await client.terminate(first, "enough")
         status = await _until(client, first, ("Terminated",))
         assert status.output == "enough"
-        await client.terminate(first, "again")  # 410 → None
-        with pytest.raises(Exception, match="No instance with ID 'nobody' found"):
+        assert await client.terminate(first, "again") is None  # 410: already terminated, no error
+        with pytest.raises(Exception, match="No instance with ID 'nobody' found") as raised:
             await client.terminate("nobody", "x")
+        assert type(raised.value) is Exception
 
     run(scenario())
 
@@ -154,7 +156,8 @@ def test_check_status_responses(run, client, host):
 
 def test_start_new_unknown_orchestrator_raises(run, client):
     async def scenario():
-        with pytest.raises(Exception, match="doesn't exist, is disabled, or is not an orchestrator function"):
+        with pytest.raises(Exception, match="doesn't exist, is disabled, or is not an orchestrator function") as raised:
             await client.start_new("nope")
+        assert type(raised.value) is Exception
 
     run(scenario())

@@ -340,6 +340,8 @@ def test_list_with_top_and_continuation(host, wh):
 def test_purge_one_and_by_filter(host, wh):
     start(wh, "chaining", instance_id="purge-me")
     wait_for_status(host.base_url, "purge-me")
+    failed = start(wh, "failing_orch").json()["id"]  # one for the filter below, whatever ran before
+    assert wait_for_status(host.base_url, failed)["runtimeStatus"] == "Failed"
     reply = call("DELETE", f"{wh}/instances/purge-me")
     assert reply.status == 200 and reply.json() == {"instancesDeleted": 1}
     assert call("GET", f"{wh}/instances/purge-me").status == 404
@@ -349,6 +351,7 @@ def test_purge_one_and_by_filter(host, wh):
     assert reply.json() == "Please provide value for 'createdTimeFrom' parameter."
     reply = call("DELETE", f"{wh}/instances/?createdTimeFrom=2000-01-01T00:00:00Z&runtimeStatus=Failed")
     assert reply.status == 200 and reply.json()["instancesDeleted"] >= 1
+    assert call("GET", f"{wh}/instances/{failed}").status == 404
     assert call("DELETE", f"{wh}/instances/?createdTimeFrom=2000-01-01T00:00:00Z&runtimeStatus=Failed").status == 404
 
 
@@ -393,7 +396,9 @@ def test_unsupported_or_unknown_calls_fail_clearly(host, wh, name, message):
     assert message in status["output"]
 
 
-def test_stats_endpoint_counts_work(host):
+def test_stats_endpoint_counts_work(host, wh):
+    instance_id = start(wh, "chaining").json()["id"]  # some work to count, whatever ran before
+    assert wait_for_status(host.base_url, instance_id)["runtimeStatus"] == "Completed"
     stats = call("GET", f"{host.base_url}/admin/devhost/stats").json()
     assert stats["episodes"] > 0 and stats["activities_run"] > 0
     assert stats["sqlite_transactions"] > 0 and stats["replay_seconds"] > 0
