@@ -15,7 +15,8 @@ def kill_points(total: int) -> list[tuple[str, object]]:
     """Where to kill, in order: (name, predicate on the status, or seconds after the start)."""
     points: list[tuple[str, object]] = [
         ("just after the start", 0.0),
-        ("while listing", lambda s: progress(s).get("phase") == "listing"),
+        # A restarted host may be past the listing by the first poll: then this kill lands just after it.
+        ("while listing", lambda s: progress(s).get("phase") in ("listing", "copying")),
     ]
     for share in (0.1, 0.25, 0.4, 0.55, 0.7, 0.85):
         points.append((f"at {share:.0%} copied", lambda s, n=int(total * share): progress(s).get("filesDone", 0) >= n))
