@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .errors import InvalidBackupRequest
-from .messages import MAX_FAILURES_KEPT, _field, _object, _optional
+from .messages import MAX_FAILURES_KEPT, _camel, _field, _object, _optional
 from .recovery_messages import _flag, _known_keys, _path
 
 PRUNE_EXAMPLE = '{"rootDirectory": "/home/site/wwwroot", "dryRun": true}'
@@ -150,8 +150,3 @@ class PruneTally:
     def from_json(cls, value: object) -> PruneTally:
         data = _object(value, "prune tally")
         return cls(**{f.name: _field(data, _camel(f.name), int, "prune tally") for f in fields(cls)})
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
