@@ -44,9 +44,11 @@ test-faults: setup
 start: setup
 	$(PY) -m backup_cli start
 
+# Lint: ruff, and mypy --strict over the app, its package, devhost and the client (pyproject.toml's [tool.mypy]).
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 # Benchmarks (not tests): site-backup against azcopy, rclone, the raw aio ceiling and the seed's sample,
 # each on a fresh disk-mode Azurite. `make bench-setup` installs the peers first.

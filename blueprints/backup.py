@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator
+from enum import StrEnum
 from typing import Any
 
 import azure.durable_functions as df
@@ -34,7 +35,7 @@ bp = df.Blueprint()
 # function logs (and Application Insights) in headers. Warnings and errors still come through.
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
-ACTIVITY = {
+ACTIVITY: dict[StrEnum, str] = {
     Step.COUNT: COUNT_FILES,
     Step.LIST: GET_FILE_LIST,
     Step.COPY: COPY_FILE_TO_BLOB,

@@ -16,13 +16,14 @@ from site_backup.roots import allowed_roots
 from site_backup.runs import list_runs, summary_of
 
 from .http_starter import json_error
+from .names import BACKUPS_ROUTE
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
 MAX_TOP = 1000
 
 
-@bp.route(route="backups", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route=BACKUPS_ROUTE, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def list_backups(req: func.HttpRequest) -> func.HttpResponse:
     """The sealed backups of a root, newest first (``top``: at most that many, 50 by default)."""
     root = req.params.get("rootDirectory")
@@ -46,7 +47,7 @@ async def list_backups(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(body, status_code=200, mimetype="application/json")
 
 
-@bp.route(route="backups/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route=f"{BACKUPS_ROUTE}/{{id}}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def show_backup(req: func.HttpRequest) -> func.HttpResponse:
     """One sealed backup's summary, by its id."""
     run = req.route_params.get("id", "")

@@ -22,7 +22,7 @@ from site_backup.request import parse_json_body
 from site_backup.runs import BackupNotFound, find_run
 from site_backup.service import checked_request
 
-from .names import BACKUP_ORCHESTRATOR, PRUNE_ORCHESTRATOR, RESTORE_ORCHESTRATOR, VERIFY_ORCHESTRATOR
+from .names import BACKUP_ORCHESTRATOR, PRUNE_ORCHESTRATOR, RESTORE_ORCHESTRATOR, STARTER_ROUTE, VERIFY_ORCHESTRATOR
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ CHECK_SECONDS = 30.0
 METHODS = ["POST", "GET", "PUT", "PATCH", "DELETE"]
 
 
-@bp.route(route="orchestrators/{functionName}", methods=METHODS, auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route=STARTER_ROUTE, methods=METHODS, auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
 async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Start a backup of a directory (a JSON string or object), or a restore or a verify of a backup."""

@@ -1,4 +1,7 @@
-"""Function names: the public contract of the app (the HTTP route and the status API use them)."""
+"""Function names and HTTP routes: the public contract of the app (clients, the status API and the host use them)."""
+
+STARTER_ROUTE = "orchestrators/{functionName}"  # POST: start one of the orchestrators below
+BACKUPS_ROUTE = "backups"  # GET: the sealed backups of a directory; backups/{id}: one of them
 
 BACKUP_ORCHESTRATOR = "E2_BackupSiteContent"
 GET_FILE_LIST = "E2_GetFileList"

@@ -10,30 +10,34 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator, Mapping
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import azure.durable_functions as df
-from azure.durable_functions.models.Task import TaskBase, TaskState
 
 from site_backup.plan import Call, Step
+
+from .durable_sdk import TaskBase, children_of, is_running, raw_input
 
 # Transient failures (storage throttling, a recycled worker) are retried by the host:
 # up to 3 attempts, 5 s apart.
 RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=3)
 
 
-class Plan(Protocol):
+_Output = TypeVar("_Output", covariant=True)
+
+
+class Plan(Protocol[_Output]):
     def next_groups(self) -> list[list[Call]]: ...
     def record(self, call: Call, result: object = None, error: str | None = None) -> None: ...
     def status(self) -> dict[str, Any]: ...
     def continues(self) -> bool: ...
     def continuation(self) -> dict[str, Any]: ...
-    def output(self) -> Any: ...
+    def output(self) -> _Output: ...
 
 
 def run_plan(
-    context: df.DurableOrchestrationContext, plan: Plan, activities: Mapping[StrEnum, str]
-) -> Generator[Any, Any, Any]:
+    context: df.DurableOrchestrationContext, plan: Plan[_Output], activities: Mapping[StrEnum, str]
+) -> Generator[Any, Any, _Output | None]:
     """Drive ``plan`` to its end: its output, or None after continuing as new."""
     context.set_custom_status(plan.status())
     waiting: dict[TaskBase, list[Call]] = {}
@@ -70,8 +74,8 @@ def _settled(finished: TaskBase, calls: list[Call], waiting: dict[TaskBase, list
     if len(calls) == 1:
         yield calls[0], finished
         return
-    for call, child in zip(calls, finished.children, strict=True):
-        if child.state is TaskState.RUNNING:
+    for call, child in zip(calls, children_of(finished), strict=True):
+        if is_running(child):
             waiting[child] = [call]
         else:
             yield call, child
@@ -91,4 +95,4 @@ def orchestration_input(context: df.DurableOrchestrationContext) -> object:
     try:
         return context.get_input()
     except (ValueError, TypeError):  # not JSON text: a bare path string, or a number/array posted as is
-        return context._input
+        return raw_input(context)

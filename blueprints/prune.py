@@ -8,6 +8,7 @@ remove the runs that go and the snapshots nothing needs.
 from __future__ import annotations
 
 from collections.abc import Generator
+from enum import StrEnum
 from typing import Any
 
 import azure.durable_functions as df
@@ -28,7 +29,7 @@ from .plan_loop import orchestration_input, run_plan
 
 bp = df.Blueprint()
 
-ACTIVITY = {
+ACTIVITY: dict[StrEnum, str] = {
     PruneStep.SELECT: PRUNE_SELECT_RUNS,
     PruneStep.FIND: PRUNE_FIND_SNAPSHOTS,
     PruneStep.COLLECT: PRUNE_READ_CATALOG,
@@ -85,6 +86,6 @@ async def prune_delete_snapshots(task: object) -> object:
 
 @bp.function_name(PRUNE_FINISH)
 @bp.activity_trigger(input_name="task")
-async def prune_finish(task: object) -> object:
+async def prune_finish(task: object) -> None:
     """Delete the prune's work area."""
-    return await prune.finish_prune(task)
+    await prune.finish_prune(task)

@@ -7,6 +7,7 @@ Both run the same orchestrator loop as the backup (``plan_loop.run_plan``) aroun
 from __future__ import annotations
 
 from collections.abc import Generator
+from enum import StrEnum
 from typing import Any
 
 import azure.durable_functions as df
@@ -27,7 +28,7 @@ from .plan_loop import orchestration_input, run_plan
 
 bp = df.Blueprint()
 
-ACTIVITY = {
+ACTIVITY: dict[StrEnum, str] = {
     RecoveryStep.FIND: FIND_BACKUP,
     RecoveryStep.COUNT: COUNT_FILES,
     RecoveryStep.PARTS: LIST_BACKUP_PARTS,

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, unquote, urlencode
 from xml.sax.saxutils import escape
 
@@ -75,7 +75,7 @@ class BlobPage:
 class BlobStore:
     """One storage account's blob endpoint, reached through a shared pipeline (connections, retries, auth)."""
 
-    def __init__(self, account_url: str, pipeline: AsyncPipeline[Any, Any]) -> None:
+    def __init__(self, account_url: str, pipeline: AsyncPipeline[HttpRequest, AsyncHttpResponse]) -> None:
         self.account_url = account_url.rstrip("/")
         self._pipeline = pipeline
 
@@ -249,7 +249,9 @@ class BlobStore:
         missing_ok: bool = False,
         created: bool = False,
     ) -> AsyncHttpResponse:
-        request = HttpRequest(method, self.url(container, name, query), headers=dict(headers or {}), data=body)
+        # azure-core sends any bytes-like body as it is; its annotation names only bytes.
+        data = cast(bytes | None, body)
+        request = HttpRequest(method, self.url(container, name, query), headers=dict(headers or {}), data=data)
         where = f"{method} {container}/{name}" if name is not None else f"{method} container {container}"
         try:
             response = (await self._pipeline.run(request)).http_response
@@ -269,7 +271,7 @@ class BlobStore:
         raise failure(message, status, code)
 
 
-def pipeline_client(auth_policy: Any, transport: Any) -> AsyncPipeline[Any, Any]:
+def pipeline_client(auth_policy: Any, transport: Any) -> AsyncPipeline[HttpRequest, AsyncHttpResponse]:
     """The azure-core pipeline every request goes through: version header, retries with backoff, auth."""
     return AsyncPipeline(
         transport,

@@ -428,15 +428,15 @@ class Copier:
                     await self._done_with(buffer, length)
                     break
                 stage = self._stage(blob, block_id(tag, index), buffer, got, chunk_md5, length)
-                in_flight.add(asyncio.ensure_future(stage))
+                in_flight.add(asyncio.create_task(stage))
                 if len(in_flight) >= BLOCKS_IN_FLIGHT:
                     done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
                         task.result()
                 if got < length:
                     break
-            for task in asyncio.as_completed(list(in_flight)):
-                await task
+            for staged in asyncio.as_completed(list(in_flight)):
+                await staged
             in_flight.clear()
         finally:
             for task in in_flight:

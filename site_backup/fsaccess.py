@@ -18,8 +18,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -119,16 +118,6 @@ def open_directory(path: PurePosixPath, roots: Sequence[Path]) -> int:
         raise
     finally:
         os.close(root_fd)
-
-
-@contextmanager
-def opened_directory(path: PurePosixPath, roots: Sequence[Path]) -> Iterator[int]:
-    """``open_directory`` as a context manager that closes the descriptor."""
-    fd = open_directory(path, roots)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
 
 
 @dataclass

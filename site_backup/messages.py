@@ -13,10 +13,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from .errors import InvalidBackupRequest
 from .request import BackupRequest, parse_backup_request
+
+_T = TypeVar("_T")
 
 MiB = 1024 * 1024
 TUNING_SETTING = "BACKUP_TUNING"
@@ -25,7 +27,7 @@ MAX_FAILURES_KEPT = 20
 MANIFEST_NAME = re.compile(r"work/[^/\\?#\x00-\x1f]{1,256}/\d{8}\.json")  # see manifest.manifest_name
 
 
-def _field(data: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
+def _field(data: Mapping[str, Any], key: str, kind: type[_T], what: str) -> _T:
     value = data.get(key)
     if kind is int and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
         raise InvalidBackupRequest(f"Malformed {what}: {key!r} must be a non-negative integer, got {value!r}.")
@@ -33,10 +35,10 @@ def _field(data: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
         raise InvalidBackupRequest(f"Malformed {what}: {key!r} must be a string, got {value!r}.")
     if kind is bool and not isinstance(value, bool):
         raise InvalidBackupRequest(f"Malformed {what}: {key!r} must be true or false, got {value!r}.")
-    return value
+    return cast(_T, value)
 
 
-def _optional(data: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
+def _optional(data: Mapping[str, Any], key: str, kind: type[_T], what: str) -> _T | None:
     return None if data.get(key) is None else _field(data, key, kind, what)
 
 
@@ -333,12 +335,12 @@ class CopyResult:
     @classmethod
     def from_json(cls, value: object) -> CopyResult:
         data = _object(value, "copy result")
-        counts = [_field(data, k, int, "copy result") for k in ("files", "bytes", "uploaded", "unchanged")]
+        counts = {k: _field(data, k, int, "copy result") for k in ("files", "bytes", "uploaded", "unchanged")}
         return cls(
-            *counts,
-            _field(data, "vanished", int, "copy result"),
-            _field(data, "failed", int, "copy result"),
-            _texts(data, "failures", "copy result"),
+            **counts,
+            vanished=_field(data, "vanished", int, "copy result"),
+            failed=_field(data, "failed", int, "copy result"),
+            failures=_texts(data, "failures", "copy result"),
         )
 
 

@@ -136,7 +136,7 @@ class Outage:
         )
 
     def next_wait(self) -> int:
-        return min(FIRST_WAIT_SECONDS * 2**self.waits, MAX_WAIT_SECONDS)
+        return min(FIRST_WAIT_SECONDS << self.waits, MAX_WAIT_SECONDS)
 
 
 @dataclass

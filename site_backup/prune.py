@@ -280,8 +280,8 @@ async def collect_references(value: object) -> dict[str, Any]:
         raise InvalidBackupRequest(f"Malformed prune task: no referencing run {task.number}.")
     root, run, sealed = referencing[task.number]
     candidates: set[str] = set()
-    for document in await _snapshot_documents(task.work):
-        candidates.update(await _snapshotted(document))
+    for name in await _snapshot_documents(task.work):
+        candidates.update(await _snapshotted(name))
     parts = await _listed(parts_prefix(root, run))
     needed: set[tuple[str, int, str]] = set()
 

@@ -101,8 +101,12 @@ class Selection:
         ids = data.get("removedIds", [])
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise InvalidBackupRequest("Malformed prune selection.")
-        counts = [_field(data, k, int, "prune selection") for k in ("kept", "removed", "referencing")]
-        return cls(*counts, tuple(ids[:MAX_FAILURES_KEPT]))
+        return cls(
+            kept=_field(data, "kept", int, "prune selection"),
+            removed=_field(data, "removed", int, "prune selection"),
+            referencing=_field(data, "referencing", int, "prune selection"),
+            removed_ids=tuple(ids[:MAX_FAILURES_KEPT]),
+        )
 
 
 @dataclass(frozen=True)

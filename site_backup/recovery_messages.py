@@ -7,7 +7,7 @@ catalog part at a time, and every part's result is folded into one ``RecoveryTal
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .errors import InvalidBackupRequest
@@ -180,11 +180,11 @@ class RecoveryTally:
     problems: tuple[str, ...] = ()
 
     def __add__(self, other: RecoveryTally) -> RecoveryTally:
-        counts = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name != "problems"}
+        counts = {name: value + getattr(other, name) for name, value in self._counts().items()}
         return RecoveryTally(**counts, problems=(*self.problems, *other.problems)[:MAX_FAILURES_KEPT])
 
     def with_problem(self, problem: str) -> RecoveryTally:
-        return RecoveryTally(**{**self._counts(), "problems": (short(problem),)})
+        return replace(self, problems=(short(problem),))
 
     def _counts(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "problems"}

@@ -8,6 +8,7 @@ could not be restored), for a verify a report that says whether everything is as
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -144,7 +145,7 @@ class RecoveryPlan:
         elif step is RecoveryStep.COUNT:
             self.counting = False
             state.counted = True
-            data = result if isinstance(result, dict) else {}
+            data: Mapping[str, Any] = result if isinstance(result, dict) else {}
             files = data.get("files")
             state.source_files = files if error is None and isinstance(files, int) else None
         elif step is RecoveryStep.PARTS:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from .blobstore import StorageRequestFailed, StorageUnavailable
 from .catalog import CatalogPart, id_name, index_prefix, parts_prefix, stamp
-from .errors import BackupError, InvalidBackupRequest
+from .errors import BackupError
 from .messages import RunSummary
 from .storage import storage
 
@@ -69,7 +69,7 @@ async def summary_of(run: str) -> RunSummary | None:
 
 async def list_runs(root: str, top: int = 50) -> list[RunSummary]:
     """The newest ``top`` sealed runs of ``root``, newest first, with their summaries."""
-    summaries = []
+    summaries: list[RunSummary] = []
     for entry in reversed(await index_entries(root)):
         if len(summaries) >= top:
             break
@@ -132,12 +132,3 @@ def _utc(spec: str) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def check_spec(spec: object) -> str:
-    """A backup spec from a request: ``latest``, a run id, or an ISO time; else InvalidBackupRequest."""
-    if not isinstance(spec, str) or not spec.strip() or len(spec) > 256 or not spec.isprintable():
-        raise InvalidBackupRequest(
-            '\'backup\' must be "latest", a backup\'s id, or an ISO 8601 time such as "2026-12-01T10:00:00Z".'
-        )
-    return spec.strip()

@@ -84,7 +84,6 @@ class TreeWalk:
         self.includes = includes
         self.excludes = excludes
         self.after = after
-        self.directories_read = 0
 
     def __iter__(self) -> Iterator[Entry]:
         chain = _DirectoryChain(self.root_fd)
@@ -119,7 +118,6 @@ class TreeWalk:
     def _children(self, chain: _DirectoryChain, parts: tuple[str, ...], prefix: str) -> Iterator[_Child]:
         """The directory's selected children after the cursor, in key order."""
         fd = chain.open(parts)
-        self.directories_read += 1
         path = self.root.joinpath(*parts)
         try:
             with os.scandir(fd) as scan:
