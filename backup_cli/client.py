@@ -14,7 +14,8 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
-from blueprints.names import BACKUP_ORCHESTRATOR
+from blueprints.names import BACKUP_ORCHESTRATOR, BACKUPS_ROUTE, STARTER_ROUTE
+from site_backup.request import BackupRequest
 
 KEY_HEADER = "x-functions-key"  # the Functions host takes a function key here (or as ?code=)
 KEY_SETTING = "SITE_BACKUP_KEY"
@@ -77,11 +78,11 @@ def backup_body(directory: str, include: Sequence[str] = (), exclude: Sequence[s
     """The starter's JSON body: the bare directory, or the object form when patterns are given."""
     if not include and not exclude:
         return directory
-    return {"rootDirectory": directory, "include": list(include), "exclude": list(exclude)}
+    return BackupRequest(directory, tuple(include), tuple(exclude)).to_json()
 
 
 def starter_url(base_url: str, orchestrator: str) -> str:
-    return f"{base_url.rstrip('/')}/orchestrators/{orchestrator}"
+    return f"{base_url.rstrip('/')}/{STARTER_ROUTE.format(functionName=orchestrator)}"
 
 
 def start_backup(
@@ -154,7 +155,9 @@ def is_functions_host(base_url: str) -> bool:
 
 def list_backups(session: requests.Session, base_url: str, directory: str, top: int = 50) -> list[dict[str, Any]]:
     """The sealed backups of a directory, newest first (GET /backups)."""
-    response = _send(session, "GET", f"{base_url.rstrip('/')}/backups", params={"rootDirectory": directory, "top": top})
+    response = _send(
+        session, "GET", f"{base_url.rstrip('/')}/{BACKUPS_ROUTE}", params={"rootDirectory": directory, "top": top}
+    )
     try:
         body = response.json()
     except ValueError as exc:

@@ -17,6 +17,8 @@ from rich.filesize import decimal
 from rich.table import Table
 
 from blueprints.names import PRUNE_ORCHESTRATOR, RESTORE_ORCHESTRATOR, VERIFY_ORCHESTRATOR
+from site_backup.prune_messages import PruneRequest
+from site_backup.recovery_messages import RestoreRequest, VerifyRequest
 
 from .autostart import NotAFunctionsHost, local_host
 from .backup import EXIT_FAILED, EXIT_OK, EXIT_REJECTED, BackupOptions, Job, describe_bytes, report, run_job
@@ -41,14 +43,10 @@ class RestoreOptions:
 
 def run_restore(restore: RestoreOptions, options: BackupOptions, out: Console, err: Console) -> int:
     root, target = absolute(restore.directory), absolute(restore.target)
-    body = {
-        "backup": restore.backup,
-        "rootDirectory": root,
-        "targetDirectory": target,
-        "include": list(restore.include),
-        "exclude": list(restore.exclude),
-        "overwrite": restore.overwrite,
-    }
+    request = RestoreRequest(
+        restore.backup, root, target, tuple(restore.include), tuple(restore.exclude), restore.overwrite
+    )
+    body = request.to_json()
     job = Job(RESTORE_ORCHESTRATOR, body, "restore", (Path(root), Path(target)), report=restore_report)
     return run_job(job, options, out, err)
 
@@ -71,7 +69,7 @@ def run_verify(
     directory: str, backup: str, deep: bool, compare: bool, options: BackupOptions, out: Console, err: Console
 ) -> int:
     root = absolute(directory)
-    body = {"backup": backup, "rootDirectory": root, "deep": deep, "compareWithSource": compare}
+    body = VerifyRequest(backup, root, deep, compare).to_json()
     job = Job(VERIFY_ORCHESTRATOR, body, "verify", (Path(root),), report=verify_report)
     return run_job(job, options, out, err)
 
@@ -104,9 +102,7 @@ def run_prune(
     directory: str, retention: str | None, dry_run: bool, options: BackupOptions, out: Console, err: Console
 ) -> int:
     root = absolute(directory)
-    body: dict[str, Any] = {"rootDirectory": root, "dryRun": dry_run}
-    if retention:
-        body["retention"] = retention
+    body = PruneRequest(root, retention or None, dry_run).to_json()
     job = Job(PRUNE_ORCHESTRATOR, body, "prune", (Path(root),), report=prune_report)
     return run_job(job, options, out, err)
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from . import logs
+from .addresses import rpc_base
 from .engine import Engine
 from .http_triggers import HttpTriggers, client_binding
 from .indexing import IndexingError, load_and_index
@@ -61,9 +62,7 @@ async def serve(args: argparse.Namespace) -> int:
     for name, info in sorted(index.all.items()):
         logs.line(f"devhost: function {name} ({info.kind})")
     timers.start()
-    print(
-        f"devhost: listening on http://127.0.0.1:{args.port} (rpc http://127.0.0.1:{rpc_port}/durabletask/)", flush=True
-    )
+    print(f"devhost: listening on http://127.0.0.1:{args.port} (rpc {rpc_base(rpc_port)})", flush=True)
     await stop.wait()
     logs.line("devhost: shutting down")
     await timers.stop()

@@ -10,51 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import threading
 import time
 import traceback
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import history as h
 from . import logs
-from .episode import PAYLOAD_WARN_BYTES, ActivityWork
+from .decisions import PAYLOAD_WARN_BYTES
+from .errors import FunctionTimeoutException, function_not_found, timespan
+from .hub import Hub
 from .indexing import FunctionInfo
 from .invoke import run_async_activity, run_sync_activity, worker_error_text
-from .store import ActivityRow, MessageRow
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .model import ActivityRow, MessageRow
 
 
-class FunctionTimeoutException(Exception):
-    """An activity ran longer than host.json's functionTimeout (the host's own exception name and wording)."""
-
-    def __init__(self, name: str, seconds: float) -> None:
-        super().__init__(f"Timeout value of {timespan(seconds)} was exceeded by function: Functions.{name}")
-
-
-def timespan(seconds: float) -> str:
-    """Seconds as a .NET TimeSpan, hh:mm:ss."""
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}"
-
-
-class Activities:
+class ActivityDispatcher:
     """Runs activity work items and turns their results into committed completion messages."""
 
-    def __init__(self, engine: Engine, first_id: int) -> None:
-        self.engine = engine
-        self.pool = ThreadPoolExecutor(engine.settings.max_concurrent_activities, thread_name_prefix="devhost-activity")
-        self.limit = engine.settings.max_concurrent_activities
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.limit = hub.settings.max_concurrent_activities
+        self.pool = ThreadPoolExecutor(self.limit, thread_name_prefix="devhost-activity")
         self.running = 0  # slots taken, by both kinds; guarded by _slot_lock
         self.waiting: deque[tuple[FunctionInfo | None, ActivityRow]] = deque()
         self._slot_lock = threading.Lock()
-        self.ids = itertools.count(first_id)
         self.outstanding: dict[str, int] = {}
         self.completed: deque[tuple[int, MessageRow]] = deque()
         self.flush_wakeup = asyncio.Event()
@@ -62,10 +45,6 @@ class Activities:
         self._flush_lock = threading.Lock()
 
     # ---- bookkeeping for the orchestrations -----------------------------------------------------------
-
-    def new_item(self, instance_id: str, execution_id: str, work: ActivityWork) -> ActivityRow:
-        """A work item with a fresh id, for an episode to commit before it is submitted."""
-        return ActivityRow(next(self.ids), instance_id, execution_id, work.seq, work.name, work.input)
 
     def in_flight(self, instance_id: str) -> int:
         """How many of the instance's activities have been submitted but not yet committed."""
@@ -85,7 +64,7 @@ class Activities:
         """Queue a work item for a slot; async activities then run on the loop, anything else (including unknown
         names) in the thread pool."""
         self.outstanding[item.instance_id] = self.outstanding.get(item.instance_id, 0) + 1
-        info = self.engine.index.activities.get(item.name)
+        info = self.hub.index.activities.get(item.name)
         with self._slot_lock:
             self.waiting.append((info, item))
         self._dispatch()
@@ -96,8 +75,7 @@ class Activities:
 
     def _dispatch(self) -> None:
         """On the loop: start queued work items while slots are free."""
-        assert self.engine.loop is not None
-        while not self.engine.stopping:
+        while not self.hub.stopping:
             with self._slot_lock:
                 if self.running >= self.limit or not self.waiting:
                     return
@@ -105,7 +83,7 @@ class Activities:
                 self.running += 1
             if self._is_async(info):
                 assert info is not None
-                self.engine.loop.create_task(self._run_async(info, item))
+                self.hub.loop.create_task(self._run_async(info, item))
             else:
                 try:
                     self.pool.submit(self._sync_slot, info, item)
@@ -120,15 +98,14 @@ class Activities:
             except Exception:  # never lose the slot, whatever went wrong in devhost
                 logs.error(f"activity '{item.name}' ({item.instance_id}) crashed in devhost:\n{traceback.format_exc()}")
             with self._slot_lock:
-                if self.waiting and not self._is_async(self.waiting[0][0]) and not self.engine.stopping:
+                if self.waiting and not self._is_async(self.waiting[0][0]) and not self.hub.stopping:
                     info, item = self.waiting.popleft()
                     continue
                 self.running -= 1
                 more = bool(self.waiting)
             if more:
-                assert self.engine.loop is not None
                 with contextlib.suppress(RuntimeError):  # the loop is closed during shutdown
-                    self.engine.loop.call_soon_threadsafe(self._dispatch)
+                    self.hub.loop.call_soon_threadsafe(self._dispatch)
             return
 
     def _release(self) -> None:
@@ -138,16 +115,14 @@ class Activities:
         self._dispatch()
 
     def _run_sync(self, info: FunctionInfo | None, item: ActivityRow) -> None:
-        if self.engine.stopping:
+        if self.hub.stopping:
             return
-        if item.execution_id in self.engine.finished_executions:
+        if item.execution_id in self.hub.finished_executions:
             return  # the instance finished; its outstanding work items were dropped with it
         started = time.perf_counter()
         try:
             if info is None:
-                raise LookupError(
-                    f"The function '{item.name}' doesn't exist, is disabled, or is not an activity function."
-                )
+                raise LookupError(function_not_found(item.name, "activity"))
             result = self._call_sync(info, item)
         except BaseException as exc:
             self._done(item, started, None, exc)
@@ -157,16 +132,17 @@ class Activities:
     def _call_sync(self, info: FunctionInfo, item: ActivityRow) -> str:
         """Run a sync activity; past functionTimeout its attempt fails and the thread is abandoned (the real host
         recycles the worker process instead, which a thread cannot be)."""
-        timeout = self.engine.settings.function_timeout
+        timeout = self.hub.settings.function_timeout
         if timeout is None:
             return run_sync_activity(info, item.input)
-        outcome: dict[str, Any] = {}
+        results: list[str] = []
+        errors: list[BaseException] = []
 
         def call() -> None:
             try:
-                outcome["result"] = run_sync_activity(info, item.input)
+                results.append(run_sync_activity(info, item.input))
             except BaseException as exc:
-                outcome["error"] = exc
+                errors.append(exc)
 
         runner = threading.Thread(target=call, name=f"devhost-activity-{item.name}", daemon=True)
         runner.start()
@@ -174,9 +150,9 @@ class Activities:
         if runner.is_alive():
             self._log_timeout(item, timeout)
             raise FunctionTimeoutException(item.name, timeout)
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["result"]
+        if errors:
+            raise errors[0]
+        return results[0]
 
     def _log_timeout(self, item: ActivityRow, timeout: float) -> None:
         logs.error(
@@ -186,10 +162,10 @@ class Activities:
 
     async def _run_async(self, info: FunctionInfo, item: ActivityRow) -> None:
         try:
-            if self.engine.stopping:
+            if self.hub.stopping:
                 return
             started = time.perf_counter()
-            timeout = self.engine.settings.function_timeout
+            timeout = self.hub.settings.function_timeout
             try:
                 try:
                     result = await asyncio.wait_for(run_async_activity(info, item.input), timeout)
@@ -202,7 +178,7 @@ class Activities:
                 # A CancelledError raised by the activity itself is a failure like any other; only a real
                 # cancellation (the engine stopping, or this task being cancelled) propagates.
                 task = asyncio.current_task()
-                if self.engine.stopping or (task is not None and task.cancelling()):
+                if self.hub.stopping or (task is not None and task.cancelling()):
                     raise
                 self._done(item, started, None, exc)
                 return
@@ -214,11 +190,11 @@ class Activities:
         """Called on whichever thread ran the activity: log it, queue its completion, wake the flush loop."""
         elapsed = time.perf_counter() - started
         event = _completion_event(item, elapsed, result, error)
-        stats = self.engine.stats
+        stats = self.hub.stats
         stats.activities_run += 1
         stats.payload(len(item.input or "") if error is not None else max(len(item.input or ""), len(result or "")))
         stats.activity_seconds += elapsed
-        self.completed.append((item.id, self.engine.new_message(item.instance_id, item.execution_id, event)))
+        self.completed.append((item.id, self.hub.new_message(item.instance_id, item.execution_id, event)))
         self._request_flush()
 
     def _request_flush(self) -> None:
@@ -227,9 +203,8 @@ class Activities:
             if self._flush_requested:
                 return
             self._flush_requested = True
-        assert self.engine.loop is not None
         with contextlib.suppress(RuntimeError):  # the loop is closed during shutdown
-            self.engine.loop.call_soon_threadsafe(self.flush_wakeup.set)
+            self.hub.loop.call_soon_threadsafe(self.flush_wakeup.set)
 
     # ---- committing -----------------------------------------------------------------------------------
 
@@ -245,9 +220,9 @@ class Activities:
                 batch.append(self.completed.popleft())
             if not batch:
                 continue
-            await self.engine.db(self.engine.store.complete_activities, batch)
-            self.engine.stats.completion_batches += 1
-            self.engine.stats.completions_committed += len(batch)
+            await self.hub.db(self.hub.store.complete_activities, batch)
+            self.hub.stats.completion_batches += 1
+            self.hub.stats.completions_committed += len(batch)
             self._deliver_committed(batch)
 
     def _deliver_committed(self, batch: list[tuple[int, MessageRow]]) -> None:
@@ -257,9 +232,9 @@ class Activities:
                 self.outstanding[message.instance_id] = left
             else:
                 self.outstanding.pop(message.instance_id, None)
-            if message.execution_id in self.engine.finished_executions:
+            if message.execution_id in self.hub.finished_executions:
                 continue
-            self.engine.deliver(message)
+            self.hub.deliver(message)
 
 
 def _completion_event(

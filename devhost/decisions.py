@@ -12,20 +12,41 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from enum import IntEnum
 from typing import Any, TypeVar
 
 from . import history as h
+from .errors import CALL_HTTP_UNSUPPORTED, ENTITIES_UNSUPPORTED, function_not_found
 from .history import EventType
+from .model import RuntimeStatus
 
-ENTITIES_UNSUPPORTED = "Durable entities are not supported by devhost"
-CALL_HTTP_UNSUPPORTED = "Durable HTTP (context.call_http) is not supported by devhost"
 MAX_RETRY_INTERVAL_MS = 6 * 24 * 3600 * 1000  # DTFx default: 6 days
 PAYLOAD_WARN_BYTES = 45 * 1024
 CUSTOM_STATUS_WARN_BYTES = 16 * 1024
 
-_ACTIVITY_TYPES = (0, 1)
-_SUB_TYPES = (2, 3)
-_ENTITY_TYPES = (7, 9, 10)
+
+class ActionType(IntEnum):
+    """The SDK's action types (its models.actions.ActionType, §5.3); 10 is the extension's scheduled signal."""
+
+    CALL_ACTIVITY = 0
+    CALL_ACTIVITY_WITH_RETRY = 1
+    CALL_SUB_ORCHESTRATOR = 2
+    CALL_SUB_ORCHESTRATOR_WITH_RETRY = 3
+    CONTINUE_AS_NEW = 4
+    CREATE_TIMER = 5
+    WAIT_FOR_EXTERNAL_EVENT = 6
+    CALL_ENTITY = 7
+    CALL_HTTP = 8
+    SIGNAL_ENTITY = 9
+    SCHEDULED_SIGNAL_ENTITY = 10
+    WHEN_ANY = 11
+    WHEN_ALL = 12
+
+
+_ACTIVITY_TYPES = (ActionType.CALL_ACTIVITY, ActionType.CALL_ACTIVITY_WITH_RETRY)
+_SUB_TYPES = (ActionType.CALL_SUB_ORCHESTRATOR, ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY)
+_ENTITY_TYPES = (ActionType.CALL_ENTITY, ActionType.SIGNAL_ENTITY, ActionType.SCHEDULED_SIGNAL_ENTITY)
+_CONTAINER_TYPES = (ActionType.WHEN_ANY, ActionType.WHEN_ALL)
 
 _T = TypeVar("_T")
 
@@ -122,7 +143,7 @@ class EpisodeInfo:
 class EpisodeOutcome:
     """Decisions to append after the delivered events, work to enqueue and the new instance status."""
 
-    status: str = "Running"
+    status: RuntimeStatus = RuntimeStatus.RUNNING
     decisions: list[dict[str, Any]] = field(default_factory=list)
     activities: list[ActivityWork] = field(default_factory=list)
     timers: list[TimerWork] = field(default_factory=list)
@@ -151,7 +172,7 @@ def atoms(actions: list[Any]) -> list[dict[str, Any]]:
             continue
         if isinstance(item, list):
             stack.append(iter(item))
-        elif item.get("actionType") in (11, 12):
+        elif item.get("actionType") in _CONTAINER_TYPES:
             stack.append(iter(item.get("compoundActions") or []))
         else:
             flat.append(item)
@@ -160,7 +181,7 @@ def atoms(actions: list[Any]) -> list[dict[str, Any]]:
 
 def _signature(atom: dict[str, Any]) -> bytes:
     kind = atom.get("actionType")
-    if kind == 5:
+    if kind == ActionType.CREATE_TIMER:
         return b"5"
     name = atom.get("functionName") or atom.get("externalEventName") or atom.get("operation") or ""
     return f"{kind}\x1f{name}\x1f{atom.get('input')}".encode()
@@ -184,15 +205,6 @@ def _size_warning(what: str, text: str | None, limit: int) -> str | None:
 def failed_output(orchestrator_name: str, error: str) -> str:
     """The status `output` of a failed instance (§5.7)."""
     return f"Orchestrator function '{orchestrator_name}' failed: {error}"
-
-
-def unknown_function_message(name: str, kind: str, known: set[str]) -> str:
-    """The extension's wording for a function name it cannot find."""
-    listing = ", ".join(f"'{n}'" for n in sorted(known))
-    return (
-        f"The function '{name}' doesn't exist, is disabled, or is not an {kind} function. "
-        f"Additional info: The following are the known {kind} functions: {listing}."
-    )
 
 
 def child_instance_id_error(child_id: str, info: EpisodeInfo) -> str | None:
@@ -264,7 +276,7 @@ def reserves_only(state: ExecutionState, event: dict[str, Any]) -> bool:
     if kind in (EventType.TaskFailed, EventType.SubOrchestrationInstanceFailed):
         return event.get("TaskScheduledId") in state.retries
     if kind == EventType.TimerFired:
-        retry = state.retries.get(event.get("TimerId"))
+        retry = state.retries.get(event.get("TimerId", -1))
         return retry is not None and retry.attempts < retry.max_attempts
     return False
 
@@ -287,7 +299,7 @@ def order_episode(state: ExecutionState, items: Sequence[_T], event: Callable[[_
 
 
 def _fail(outcome: EpisodeOutcome, info: EpisodeInfo, error: str) -> EpisodeOutcome:
-    outcome.status = "Failed"
+    outcome.status = RuntimeStatus.FAILED
     outcome.output = failed_output(info.orchestrator_name, error)
     outcome.decisions = []
     outcome.activities = []
@@ -317,14 +329,14 @@ def _schedule_atom(
     kind = atom.get("actionType")
     if kind in _ENTITY_TYPES:
         return ENTITIES_UNSUPPORTED
-    if kind == 8:
+    if kind == ActionType.CALL_HTTP:
         return CALL_HTTP_UNSUPPORTED
-    if kind == 6:
+    if kind == ActionType.WAIT_FOR_EXTERNAL_EVENT:
         return None
     if kind in _ACTIVITY_TYPES:
         name = atom.get("functionName") or ""
         if name not in info.activities:
-            return unknown_function_message(name, "activity", info.activities)
+            return function_not_found(name, "activity", info.activities)
         seq = state.take_seq()
         outcome.decisions.append(h.task_scheduled(info.timestamp, seq, name, atom.get("input")))
         outcome.activities.append(ActivityWork(seq, name, atom.get("input")))
@@ -332,13 +344,13 @@ def _schedule_atom(
         warning = _size_warning(f"Input of activity '{name}'", atom.get("input"), PAYLOAD_WARN_BYTES)
         if warning:
             outcome.warnings.append(warning)
-        if kind == 1:
+        if kind == ActionType.CALL_ACTIVITY_WITH_RETRY:
             state.retries[seq] = _new_retry(atom, "task", None)
         return None
     if kind in _SUB_TYPES:
         name = atom.get("functionName") or ""
         if name not in info.orchestrators:
-            return unknown_function_message(name, "orchestrator", info.orchestrators)
+            return function_not_found(name, "orchestrator", info.orchestrators)
         seq = state.take_seq()
         explicit = atom.get("instanceId")
         child = _child_id(explicit, info, seq)
@@ -348,17 +360,17 @@ def _schedule_atom(
         input_text = json.dumps(atom.get("input"))
         outcome.decisions.append(h.sub_orchestration_created(info.timestamp, seq, name, child, input_text))
         outcome.children.append(ChildStart(seq, name, child, input_text))
-        if kind == 3:
+        if kind == ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY:
             state.retries[seq] = _new_retry(atom, "sub", explicit)
         return None
-    if kind == 5:
+    if kind == ActionType.CREATE_TIMER:
         seq = state.take_seq()
         fire_at = atom.get("fireAt") or info.timestamp
         outcome.decisions.append(h.timer_created(info.timestamp, seq, fire_at))
         if not atom.get("isCanceled"):
             outcome.timers.append(TimerWork(seq, fire_at))
         return None
-    if kind == 4:
+    if kind == ActionType.CONTINUE_AS_NEW:
         state.take_seq()  # continue-as-new uses up a number too (§5.5)
         outcome.continue_input = json.dumps(atom.get("input"))
         outcome.payload(atom.get("input"))
@@ -431,10 +443,10 @@ def _actions_problem(flat: list[dict[str, Any]], state: ExecutionState, info: Ep
 def _finish(outcome: EpisodeOutcome, result_state: dict[str, Any], info: EpisodeInfo) -> None:
     """The orchestrator returned: continue as new or complete, and schedule nothing more either way."""
     if outcome.continue_input is not None:
-        outcome.status = "ContinuedAsNew"
+        outcome.status = RuntimeStatus.CONTINUED_AS_NEW
         outcome.activities, outcome.timers, outcome.children = [], [], []
     else:
-        outcome.status = "Completed"
+        outcome.status = RuntimeStatus.COMPLETED
         outcome.output = json.dumps(result_state["output"]) if "output" in result_state else None
         outcome.activities, outcome.timers, outcome.children = [], [], []
         outcome.payload(outcome.output)

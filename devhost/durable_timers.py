@@ -8,7 +8,7 @@ import heapq
 import time
 from collections.abc import Callable
 
-from .store import MessageRow
+from .model import MessageRow
 
 
 class TimerQueue:

@@ -1,11 +1,12 @@
-"""The engine: wires the store, orchestrations, activities and timers together, and serves client operations.
+"""The engine: wires the store, the two dispatchers and the durable timers together, and serves client operations.
 
 The parts share one event loop and one database thread; everything here and every public coroutine runs on that
-loop. Where the work happens:
+loop. The engine is the parts' `Hub` (hub.py); where the work happens:
 
-* `orchestrations.py`: episode scheduling, batching, replay, commits, terminate/suspend/resume,
-* `activities.py`: activity pools and batched completion commits,
-* `timers.py`: messages that become visible later (durable timers),
+* `orchestration_dispatcher.py`: episode scheduling, batching, commits, terminate/suspend/resume,
+* `replay.py`: one episode that calls the orchestrator, planned as one commit,
+* `activity_dispatcher.py`: activity pools and batched completion commits,
+* `durable_timers.py`: messages that become visible later,
 * `stats.py`: the counters at /admin/devhost/stats.
 """
 
@@ -15,50 +16,66 @@ import asyncio
 import itertools
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from . import history as h
 from . import logs
-from .activities import Activities
+from .activity_dispatcher import ActivityDispatcher
+from .decisions import ActivityWork
+from .durable_timers import TimerQueue
 from .indexing import FunctionIndex
-from .instances import new_instance_row
-from .orchestrations import Orchestrations
+from .instances import new_instance
+from .model import ActivityRow, Instance, MessageRow
+from .orchestration_dispatcher import OrchestrationDispatcher
 from .settings import HostSettings
 from .stats import Stats
-from .store import MessageRow, Store
-from .timers import TimerQueue
+from .store import Store
+
+_T = TypeVar("_T")
 
 
 class Engine:
-    """Owns the store and the work loops; the other modules reach each other and the hub through it."""
+    """Owns the store, the ids and the work loops; the parts reach the hub through it (it is their `Hub`)."""
 
     def __init__(self, index: FunctionIndex, settings: HostSettings, store: Store) -> None:
         self.index = index
         self.settings = settings
         self.store = store
         self.stats = Stats()
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.db_pool = ThreadPoolExecutor(1, thread_name_prefix="devhost-db")
         self.finished_executions: set[str] = set()
-        self.stopping = False
+        self._stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
         msg_max, act_max = store.max_ids()
         self.message_ids = itertools.count(msg_max + 1)
-        self.orchestrations = Orchestrations(self)
-        self.activities = Activities(self, act_max + 1)
+        self.activity_ids = itertools.count(act_max + 1)
         self.timers = TimerQueue(self.deliver)
+        self.activities = ActivityDispatcher(self)
+        self.orchestrations = OrchestrationDispatcher(self, self.activities, self.timers.holds)
 
     # ---- lifecycle ------------------------------------------------------------------------------------
 
-    async def db(self, fn: Any, *args: Any) -> Any:
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop everything runs on, from `start` on."""
+        if self._loop is None:
+            raise RuntimeError("the engine has not been started")
+        return self._loop
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def db(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run a store call on the single database thread."""
-        assert self.loop is not None
         return await self.loop.run_in_executor(self.db_pool, fn, *args)
 
     async def start(self) -> None:
         """Start the loops and resume everything that was queued when the host last stopped."""
-        self.loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         self._tasks.append(self.loop.create_task(self.timers.run()))
         self._tasks.append(self.loop.create_task(self.activities.flush_loop()))
         messages, activities = await self.db(self.store.pending_work)
@@ -71,7 +88,7 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop dispatching; in-flight work stays queued in the hub and runs again next start."""
-        self.stopping = True
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         self.activities.shutdown()
@@ -88,6 +105,10 @@ class Engine:
         """A message with a fresh id; ids only grow, so the hub returns queued messages in arrival order."""
         return MessageRow(next(self.message_ids), instance_id, execution_id, visible_at, event)
 
+    def new_activity(self, instance_id: str, execution_id: str, work: ActivityWork) -> ActivityRow:
+        """A work item with a fresh id, for an episode to commit before it is submitted."""
+        return ActivityRow(next(self.activity_ids), instance_id, execution_id, work.seq, work.name, work.input)
+
     def deliver(self, message: MessageRow) -> None:
         """Hand an already durable message to its instance, or to the timers if it is not visible yet."""
         if message.visible_at > time.time():
@@ -102,18 +123,18 @@ class Engine:
         now = h.utcnow()
         self.stats.payload(len(input_text or ""))
         execution_id = uuid.uuid4().hex
-        row = new_instance_row(instance_id, name, execution_id, input_text, now)
+        row = new_instance(instance_id, name, execution_id, input_text, now)
         event = h.execution_started(h.format_timestamp(now), name, input_text, instance_id, execution_id)
         message = self.new_message(instance_id, execution_id, event)
         await self.db(self.store.create_instance, row, message)
         # Only now: a rejected start (InstanceExists) must leave the live instance's runtime, and what it holds, alone.
         old = self.orchestrations.evict(instance_id)
         if old is not None:
-            self.finished_executions.add(old.row["execution_id"])
+            self.finished_executions.add(old.row.execution_id)
         self.deliver(message)
 
-    async def get_instance(self, instance_id: str) -> dict[str, Any] | None:
-        """The instance's hub row, or None."""
+    async def get_instance(self, instance_id: str) -> Instance | None:
+        """The instance, or None."""
         return await self.db(self.store.get_instance, instance_id)
 
     async def send_event(self, instance_id: str, execution_id: str | None, event: dict[str, Any]) -> None:
@@ -127,10 +148,9 @@ class Engine:
         for iid in instance_ids:
             runtime = self.orchestrations.evict(iid)
             if runtime is not None:
-                self.finished_executions.add(runtime.row["execution_id"])
+                self.finished_executions.add(runtime.row.execution_id)
             self.orchestrations.discard_inbox(iid)
-        rows = [await self.get_instance(iid) for iid in instance_ids]
-        for row in rows:
-            if row:
-                self.finished_executions.add(row["execution_id"])
-        return await self.db(self.store.purge, [r["instance_id"] for r in rows if r])
+        found = [row for iid in instance_ids if (row := await self.get_instance(iid)) is not None]
+        for row in found:
+            self.finished_executions.add(row.execution_id)
+        return await self.db(self.store.purge, [row.instance_id for row in found])

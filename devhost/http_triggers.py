@@ -14,6 +14,7 @@ import azure.functions as func
 from aiohttp import web
 
 from . import logs
+from .addresses import rpc_base, webhook_base
 from .indexing import FunctionIndex, FunctionInfo
 from .invoke import InvocationContext
 
@@ -64,7 +65,7 @@ def compile_template(template: str) -> re.Pattern[str]:
 
 def client_binding(port: int, rpc_port: int, hub: str) -> dict[str, Any]:
     """The durable client binding JSON (§10) for a keyless local host."""
-    w = f"http://127.0.0.1:{port}/runtime/webhooks/durabletask"
+    w = webhook_base(port)
     q = f"taskHub={hub}&connection=Storage"
     inst = f"{w}/instances/INSTANCEID"
     return {
@@ -88,7 +89,7 @@ def client_binding(port: int, rpc_port: int, hub: str) -> dict[str, Any]:
         },
         "baseUrl": w,
         "requiredQueryStringParameters": "",
-        "rpcBaseUrl": f"http://127.0.0.1:{rpc_port}/durabletask/",
+        "rpcBaseUrl": rpc_base(rpc_port),
         "httpBaseUrl": None,
     }
 
@@ -140,7 +141,7 @@ class HttpTriggers:
     def _kwargs(self, info: FunctionInfo, http_request: func.HttpRequest, invocation: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         for binding in info.bindings:
-            name = binding.get("name")
+            name = str(binding.get("name"))
             if name == "$return":
                 continue
             if binding.get("type") == "httpTrigger":

@@ -13,6 +13,7 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import azure.functions as func
@@ -28,13 +29,11 @@ class FunctionInfo:
 
     name: str
     kind: str  # "orchestrator", "activity", "entity", "http" or "other"
-    function: Any  # azure.functions.decorators.function_app.Function
     bindings: list[dict[str, Any]]
     trigger: dict[str, Any]
     callable: Any = None
     is_async: bool = False
     trigger_param: str = ""
-    client_param: str | None = None
     wants_context: bool = False
 
 
@@ -45,11 +44,10 @@ class FunctionIndex:
     all: dict[str, FunctionInfo] = field(default_factory=dict)
     orchestrators: dict[str, FunctionInfo] = field(default_factory=dict)
     activities: dict[str, FunctionInfo] = field(default_factory=dict)
-    entities: dict[str, FunctionInfo] = field(default_factory=dict)
     http: list[FunctionInfo] = field(default_factory=list)
 
 
-def load_app_module(app_dir: Path, module_name: str = "function_app") -> Any:
+def load_app_module(app_dir: Path, module_name: str = "function_app") -> ModuleType:
     """Import the app's entry module with the app directory first on sys.path, as the worker does."""
     app_path = str(app_dir.resolve())
     if app_path in sys.path:
@@ -60,7 +58,7 @@ def load_app_module(app_dir: Path, module_name: str = "function_app") -> Any:
     return importlib.import_module(module_name)
 
 
-def find_register(module: Any) -> func.FunctionRegister:
+def find_register(module: ModuleType) -> func.FunctionRegister:
     """Return the module's single FunctionRegister (df.DFApp / func.FunctionApp)."""
     registers = [(name, value) for name, value in vars(module).items() if isinstance(value, func.FunctionRegister)]
     if not registers:
@@ -125,7 +123,7 @@ def _check_annotations(name: str, fn: Any, bindings: list[dict[str, Any]]) -> No
         raise IndexingError(f"cannot load the {name} function: its annotations cannot be resolved ({exc})") from exc
     bound = {b["name"] for b in bindings}
     for param, annotation in hints.items():
-        if param in bound and not isinstance(annotation, (type, typing._GenericAlias)):
+        if param in bound and not isinstance(annotation, (type, typing._GenericAlias)):  # type: ignore[attr-defined]
             raise IndexingError(
                 f"cannot load the {name} function: binding {param} has invalid non-type annotation {annotation!r}. "
                 "Annotate it with a plain class (e.g. `dict` instead of `dict[str, Any]`, `object` for a "
@@ -154,7 +152,6 @@ def _describe(fn: Any) -> FunctionInfo:
     info = FunctionInfo(
         name=name,
         kind=kind,
-        function=fn,
         bindings=bindings,
         trigger=trigger,
         callable=user_function,
@@ -164,7 +161,6 @@ def _describe(fn: Any) -> FunctionInfo:
     )
     client = next((b for b in bindings if b.get("type") == "durableClient"), None)
     if client is not None:
-        info.client_param = client["name"]
         original = getattr(user_function, "client_function", user_function)
         if not inspect.iscoroutinefunction(original):
             raise IndexingError(
@@ -189,8 +185,6 @@ def index_app(register: func.FunctionRegister) -> FunctionIndex:
             index.orchestrators[info.trigger.get("orchestration") or info.name] = info
         elif info.kind == "activity":
             index.activities[info.trigger.get("activity") or info.name] = info
-        elif info.kind == "entity":
-            index.entities[info.trigger.get("entityName") or info.name] = info
         elif info.kind == "http":
             index.http.append(info)
     return index

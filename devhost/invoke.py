@@ -66,7 +66,8 @@ def activity_arguments(info: FunctionInfo, action_input: str | None) -> dict[str
 
 def encode_activity_result(value: Any) -> str:
     """TaskCompleted.Result: the df_dumps text of the return value (ValueError if not serializable)."""
-    return ActivityTriggerConverter.encode(value, expected_type=None).value
+    text: str = ActivityTriggerConverter.encode(value, expected_type=None).value
+    return text
 
 
 def run_sync_activity(info: FunctionInfo, action_input: str | None) -> str:

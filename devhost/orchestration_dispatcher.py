@@ -1,9 +1,10 @@
-"""When orchestrator episodes run, and what each episode's messages mean.
+"""When orchestrator episodes run, and what each episode's messages mean (DTFx's orchestration dispatcher).
 
 One episode per instance at a time: messages that arrive while it runs wait in the inbox and are delivered
 together in the next one, after a short batching wait when activity results are still on their way. Episodes
 are bounded by maxConcurrentOrchestratorFunctions. Terminate, suspend and resume are handled here, without
-calling the orchestrator when nothing else is delivered; episodes that call it are in `orchestrator_episode.py`.
+calling the orchestrator when nothing else is delivered; an episode that calls it is planned by `replay.py`
+and committed here.
 """
 
 from __future__ import annotations
@@ -12,49 +13,40 @@ import asyncio
 import json
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 
 from . import history as h
 from . import logs
-from .episode import ExecutionState
+from .decisions import ExecutionState
+from .errors import StaleEpisode
 from .history import EventType
-from .instances import Runtime, apply_control, iso_time
-from .orchestrator_episode import OrchestratorEpisode
-from .store import TERMINAL_STATUSES, EpisodeWrite, MessageRow, StaleEpisode
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .hub import ActivityQueue, Hub
+from .instances import Runtime, apply_control, episode_time, iso_time, parent_notification
+from .model import MessageRow, RuntimeStatus
+from .replay import EpisodeCommit, OrchestratorEpisode
+from .store import EpisodeWrite
+from .triage import Triage, triage
 
 MAX_BATCHING_WAIT = 2.0
 
 
-@dataclass
-class Triage:
-    """An episode's messages sorted by what they do: run the orchestrator, change suspension, or nothing."""
-
-    deliver: list[MessageRow]
-    control: list[MessageRow]
-    stale: list[int]
-    suspended: bool
-
-
-class Orchestrations:
+class OrchestrationDispatcher:
     """Schedules episodes per instance, keeps the active instances' runtimes cached, and commits episodes."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.pool = ThreadPoolExecutor(
-            engine.settings.max_concurrent_orchestrators, thread_name_prefix="devhost-orchestrator"
-        )
-        self.slots = asyncio.Semaphore(engine.settings.max_concurrent_orchestrators)
+    def __init__(self, hub: Hub, activities: ActivityQueue, timer_holds: Callable[[int], bool]) -> None:
+        self.hub = hub
+        self.activities = activities
+        self.timer_holds = timer_holds  # whether a durable timer still holds a message (it delivers it when due)
+        limit = hub.settings.max_concurrent_orchestrators
+        self.pool = ThreadPoolExecutor(limit, thread_name_prefix="devhost-orchestrator")
+        self.slots = asyncio.Semaphore(limit)
         self.inbox: dict[str, list[MessageRow]] = {}
         self.running: set[str] = set()
         self.last_episode_seconds: dict[str, float] = {}
         self.cache: dict[str, Runtime] = {}
-        self.activity_names = set(engine.index.activities)
-        self.orchestrator_names = set(engine.index.orchestrators)
 
     # ---- scheduling -----------------------------------------------------------------------------------
 
@@ -76,16 +68,15 @@ class Orchestrations:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _kick(self, instance_id: str) -> None:
-        if instance_id in self.running or self.engine.stopping:
+        if instance_id in self.running or self.hub.stopping:
             return
         self.running.add(instance_id)
-        assert self.engine.loop is not None
-        self.engine.loop.create_task(self._drain_instance(instance_id))
+        self.hub.loop.create_task(self._drain_instance(instance_id))
 
     async def _drain_instance(self, instance_id: str) -> None:
         """Run episodes for one instance until its inbox is empty; never two of one instance at once."""
         try:
-            while not self.engine.stopping and self.inbox.get(instance_id):
+            while not self.hub.stopping and self.inbox.get(instance_id):
                 await self._gather_more(instance_id)
                 messages = self.inbox.pop(instance_id)
                 async with self.slots:
@@ -96,7 +87,7 @@ class Orchestrations:
                         self.cache.pop(instance_id, None)
         finally:
             self.running.discard(instance_id)
-        if self.inbox.get(instance_id) and not self.engine.stopping:
+        if self.inbox.get(instance_id) and not self.hub.stopping:
             self._kick(instance_id)
 
     async def _gather_more(self, instance_id: str) -> None:
@@ -106,7 +97,7 @@ class Orchestrations:
         long as the previous episode took: replay then uses at most about half of the wall time, instead of
         one episode per handful of completions. Nothing waits when no more results are expected.
         """
-        expected = self.engine.activities.in_flight(instance_id)
+        expected = self.activities.in_flight(instance_id)
         if expected <= 0:
             return
         delay = min(self.last_episode_seconds.get(instance_id, 0.0), MAX_BATCHING_WAIT)
@@ -114,16 +105,16 @@ class Orchestrations:
             return
         started = time.perf_counter()
         await asyncio.sleep(delay)
-        self.engine.stats.batching_wait_seconds += time.perf_counter() - started
+        self.hub.stats.batching_wait_seconds += time.perf_counter() - started
 
     async def _runtime(self, instance_id: str, in_hand: list[MessageRow]) -> Runtime | None:
         cached = self.cache.get(instance_id)
         if cached is not None:
             return cached
-        row, events, queued = await self.engine.db(self.engine.store.load_runtime, instance_id)
+        row, events, queued = await self.hub.db(self.hub.store.load_runtime, instance_id)
         if row is None:
             return None
-        runtime = Runtime(row=row, history_json=events, state=ExecutionState.from_json(row["exec_state"]))
+        runtime = Runtime(row=row, history_json=events, state=ExecutionState.from_json(row.exec_state))
         if events:
             runtime.last_time = h.parse_timestamp(json.loads(events[-1])["Timestamp"])
         runtime.held = self._unaccounted(instance_id, queued, in_hand)
@@ -139,28 +130,19 @@ class Orchestrations:
         now = time.time()
         known = {m.id for m in in_hand}
         known.update(m.id for m in self.inbox.get(instance_id, ()))
-        timers = self.engine.timers
-        return [m for m in queued if m.id not in known and m.visible_at <= now and not timers.holds(m.id)]
-
-    def episode_time(self, runtime: Runtime) -> Any:
-        """The wall clock, kept non-decreasing per instance so history timestamps never go back."""
-        now = h.utcnow()
-        if runtime.last_time is not None and now <= runtime.last_time:
-            now = runtime.last_time
-        runtime.last_time = now
-        return now
+        return [m for m in queued if m.id not in known and m.visible_at <= now and not self.timer_holds(m.id)]
 
     # ---- one episode: sorting the messages ------------------------------------------------------------
 
     async def _episode(self, instance_id: str, messages: list[MessageRow]) -> None:
         runtime = await self._runtime(instance_id, messages)
         if runtime is None:
-            await self.engine.db(self.engine.store.delete_messages, [m.id for m in messages])
+            await self.hub.db(self.hub.store.delete_messages, [m.id for m in messages])
             return
         row = runtime.row
-        current = [m for m in messages if m.execution_id in (None, row["execution_id"])]
-        stale = [m.id for m in messages if m.execution_id not in (None, row["execution_id"])]
-        if row["status"] in TERMINAL_STATUSES:
+        current = [m for m in messages if m.execution_id in (None, row.execution_id)]
+        stale = [m.id for m in messages if m.execution_id not in (None, row.execution_id)]
+        if row.status.is_terminal:
             self.cache.pop(instance_id, None)
             await self._consume_only(runtime, [m.id for m in messages])
             return
@@ -169,113 +151,119 @@ class Orchestrations:
         if terminate is not None:
             await self._terminate(runtime, terminate, [m.id for m in messages + runtime.held])
             return
-        triage = self._triage(runtime, current, stale)
-        if not triage.deliver:
-            if triage.control or triage.stale:
-                await self._control_only(runtime, triage)
+        sorted_messages = triage(runtime, current, stale)
+        if not sorted_messages.deliver:
+            if sorted_messages.control or sorted_messages.stale:
+                await self._control_only(runtime, sorted_messages)
             return
-        await OrchestratorEpisode(self, runtime, triage).run()
+        await self._orchestrator_episode(runtime, sorted_messages)
 
-    def _triage(self, runtime: Runtime, current: list[MessageRow], stale: list[int]) -> Triage:
-        """Apply suspend/resume in arrival order: a suspended instance holds its messages until resumed.
+    # ---- episodes that call the orchestrator ----------------------------------------------------------
 
-        Messages held by an earlier episode come first and are looked at again, so they are delivered as soon as
-        the instance is no longer suspended (or, before it started, once its ExecutionStarted is delivered).
-        """
-        triage = Triage(deliver=[], control=[], stale=stale, suspended=bool(runtime.row["suspended"]))
-        execution_id = runtime.row["execution_id"]
-        waiting: list[MessageRow] = []
-        for message in runtime.held:
-            if message.execution_id in (None, execution_id):
-                waiting.append(message)
-            else:
-                triage.stale.append(message.id)
-        seen = {m.id for m in waiting}
-        on_hold: list[MessageRow] = []
-        for message in waiting + [m for m in current if m.id not in seen]:
-            kind = message.event["EventType"]
-            if kind == EventType.ExecutionSuspended:
-                if not triage.suspended:
-                    triage.suspended = True
-                    triage.control.append(message)
-                else:
-                    triage.stale.append(message.id)
-            elif kind == EventType.ExecutionResumed:
-                if triage.suspended:
-                    triage.suspended = False
-                    triage.control.append(message)
-                    triage.deliver.extend(on_hold)
-                    on_hold = []
-                else:
-                    triage.stale.append(message.id)
-            elif triage.suspended:
-                on_hold.append(message)
-            else:
-                triage.deliver.append(message)
-        runtime.held = on_hold
-        self._order_start(runtime, triage)
-        return triage
-
-    def _order_start(self, runtime: Runtime, triage: Triage) -> None:
-        """ExecutionStarted must come first in a new execution and never again after it.
-
-        An instance that has not started yet and is suspended does not start: its ExecutionStarted is held with
-        the other messages until it is resumed, so the orchestrator is never called while it is suspended.
-        """
-        if not runtime.history_json:
-            starts = [m for m in triage.deliver if m.event["EventType"] == EventType.ExecutionStarted]
-            if not starts or triage.suspended:
-                # Nothing can run before ExecutionStarted; keep the messages (earliest first) for later.
-                runtime.held = triage.deliver + runtime.held
-                triage.deliver = []
-            else:
-                triage.deliver = starts[:1] + [m for m in triage.deliver if m is not starts[0]]
+    async def _orchestrator_episode(self, runtime: Runtime, sorted_messages: Triage) -> None:
+        """Replay on an orchestrator thread, commit the decisions in one transaction, then start the new work."""
+        wall = time.perf_counter()
+        episode = OrchestratorEpisode(self.hub, runtime, sorted_messages)
+        if episode.info is None:
+            outcome, state_json = episode.unknown_orchestrator()
         else:
-            for m in triage.deliver:
-                if m.event["EventType"] == EventType.ExecutionStarted:
-                    triage.stale.append(m.id)
-            triage.deliver = [m for m in triage.deliver if m.event["EventType"] != EventType.ExecutionStarted]
+            outcome, state_json = await self.hub.loop.run_in_executor(self.pool, episode.replay, episode.info)
+        for warning in outcome.warnings:
+            logs.warn(f"instance {episode.iid}: {warning}")
+        plan = episode.commit(outcome, state_json)
+        old_execution = runtime.row.execution_id
+        rejected = await self.commit(runtime, plan.write)
+        if rejected is None:
+            return
+        stats = self.hub.stats
+        stats.episodes += 1
+        stats.events_delivered += plan.delivered
+        stats.payload(outcome.largest_payload)
+        history_events = len(runtime.history_json) + len(plan.appended)
+        stats.largest_history_events = max(stats.largest_history_events, history_events)
+        stats.largest_action_count = max(stats.largest_action_count, ExecutionState.from_json(state_json).atom_count)
+        self._remember(runtime, plan, old_execution)
+        self._start_new_work(plan, rejected)
+        self._finish_timing(plan, episode.row.name, episode.iid, time.perf_counter() - wall)
 
-    # ---- episodes that don't call the orchestrator ----------------------------------------------------
+    def _remember(self, runtime: Runtime, plan: EpisodeCommit, old_execution: str) -> None:
+        """Bring the cached runtime up to date with what was just committed."""
+        runtime.row = plan.write.row
+        status = plan.outcome.status
+        if status is RuntimeStatus.CONTINUED_AS_NEW:
+            self.hub.finished_executions.add(old_execution)
+            runtime.history_json = []
+            runtime.state = ExecutionState()
+            # Messages held back (not delivered to the old execution) carry over unless pinned to it.
+            runtime.held = [m for m in runtime.held if m.execution_id in (None, runtime.row.execution_id)]
+        elif status.ends_execution:
+            self.finish(runtime)
+        else:
+            runtime.history_json.extend(plan.appended)
+            runtime.state = ExecutionState.from_json(plan.state_json)
+
+    def _start_new_work(self, plan: EpisodeCommit, rejected: list[MessageRow]) -> None:
+        """Now that the episode is committed, run its activities and deliver its messages and child starts."""
+        for activity in plan.activities:
+            self.activities.submit(activity)
+        for message in plan.write.messages:
+            self.hub.deliver(message)
+        for _, child_message in plan.children:
+            if child_message not in rejected:
+                self.hub.deliver(child_message)
+
+    def _finish_timing(self, plan: EpisodeCommit, name: str, instance_id: str, elapsed: float) -> None:
+        """Record how long the episode took (the next batching wait uses it) and log the execution."""
+        self.hub.stats.episode_wall_seconds += elapsed
+        status = plan.outcome.status
+        if status.ends_execution or status is RuntimeStatus.CONTINUED_AS_NEW:
+            self.last_episode_seconds.pop(instance_id, None)
+            self.activities.forget(instance_id)
+        else:
+            self.last_episode_seconds[instance_id] = elapsed
+        error = plan.outcome.output if status is RuntimeStatus.FAILED else None
+        logs.executed(name, plan.invocation, elapsed, error)
+
+    # ---- commits, and episodes that don't call the orchestrator ---------------------------------------
 
     async def commit(self, runtime: Runtime, write: EpisodeWrite) -> list[MessageRow] | None:
         """Commit an episode unless the instance was purged or replaced meanwhile (then None).
 
         Otherwise returns the child starts the store rejected because the child id belongs to a live instance.
         """
-        write.expected_execution_id = runtime.row["execution_id"]
+        write.expected_execution_id = runtime.row.execution_id
         try:
-            return await self.engine.db(self.engine.store.commit_episode, write)
+            return await self.hub.db(self.hub.store.commit_episode, write)
         except StaleEpisode:
-            self.cache.pop(runtime.row["instance_id"], None)
+            self.cache.pop(runtime.row.instance_id, None)
             return None
 
     async def _consume_only(self, runtime: Runtime, message_ids: list[int]) -> None:
         if not message_ids:
             return
-        write = EpisodeWrite(instance_id=runtime.row["instance_id"], row=runtime.row, consumed_message_ids=message_ids)
+        write = EpisodeWrite(instance_id=runtime.row.instance_id, row=runtime.row, consumed_message_ids=message_ids)
         await self.commit(runtime, write)
 
-    async def _control_only(self, runtime: Runtime, triage: Triage) -> None:
+    async def _control_only(self, runtime: Runtime, sorted_messages: Triage) -> None:
         """Suspend/resume without new work: record the events and the status, don't call the orchestrator."""
-        row = dict(runtime.row)
-        now = self.episode_time(runtime)
+        row = replace(runtime.row)
+        now = episode_time(runtime)
         stamp = h.format_timestamp(now)
         events: list[dict[str, Any]] = []
-        if triage.control:
+        if sorted_messages.control:
             events = [
                 h.orchestrator_started(stamp),
-                *(m.event for m in triage.control),
+                *(m.event for m in sorted_messages.control),
                 h.orchestrator_completed(stamp),
             ]
-        apply_control(row, triage.suspended, bool(runtime.history_json), now)
+        apply_control(row, sorted_messages.suspended, bool(runtime.history_json), now)
         texts = [json.dumps(e) for e in events]
         start = len(runtime.history_json)
         write = EpisodeWrite(
-            instance_id=row["instance_id"],
+            instance_id=row.instance_id,
             row=row,
             append_events=list(enumerate(texts, start)) if runtime.history_json else [],
-            consumed_message_ids=[m.id for m in triage.control] + triage.stale,
+            consumed_message_ids=[m.id for m in sorted_messages.control] + sorted_messages.stale,
         )
         if await self.commit(runtime, write) is None:
             return
@@ -284,51 +272,42 @@ class Orchestrations:
             runtime.history_json.extend(texts)
 
     async def _terminate(self, runtime: Runtime, message: MessageRow, consumed: list[int]) -> None:
-        row = dict(runtime.row)
-        now = self.episode_time(runtime)
+        row = replace(runtime.row)
+        now = episode_time(runtime)
         stamp = h.format_timestamp(now)
         reason = message.event.get("Input")
         events = [
             h.orchestrator_started(stamp),
             message.event,
-            h.execution_completed(stamp, "Terminated", reason),
+            h.execution_completed(stamp, RuntimeStatus.TERMINATED, reason),
             h.orchestrator_completed(stamp),
         ]
-        row.update(status="Terminated", output=reason, last_updated_time=iso_time(now), suspended=0)
+        row.status = RuntimeStatus.TERMINATED
+        row.output = reason
+        row.last_updated_time = iso_time(now)
+        row.suspended = False
         texts = [json.dumps(e) for e in events]
         start = len(runtime.history_json)
+        notification = parent_notification(row, RuntimeStatus.FAILED, reason or "Terminated", stamp)
         write = EpisodeWrite(
-            instance_id=row["instance_id"],
+            instance_id=row.instance_id,
             row=row,
             append_events=list(enumerate(texts, start)),
             consumed_message_ids=consumed,
             drop_outstanding=True,
-            messages=self.notify_parent(row, "Failed", reason or "Terminated", stamp),
+            messages=[] if notification is None else [self.hub.new_message(*notification)],
         )
         if await self.commit(runtime, write) is None:
             return
         self.finish(runtime)
         for m in write.messages:
-            self.engine.deliver(m)
+            self.hub.deliver(m)
 
     def finish(self, runtime: Runtime) -> None:
         """Forget a finished execution; results of its activities still running are dropped when they arrive."""
-        iid = runtime.row["instance_id"]
-        self.engine.finished_executions.add(runtime.row["execution_id"])
+        iid = runtime.row.instance_id
+        self.hub.finished_executions.add(runtime.row.execution_id)
         self.cache.pop(iid, None)
-        self.engine.activities.forget(iid)
+        self.activities.forget(iid)
         self.last_episode_seconds.pop(iid, None)
         runtime.held = []
-
-    def notify_parent(self, row: dict[str, Any], status: str, output: str | None, stamp: str) -> list[MessageRow]:
-        """The SubOrchestrationInstanceCompleted/Failed message for the parent, if there is one."""
-        parent = row.get("parent_instance_id")
-        if not parent:
-            return []
-        seq = int(row["parent_task_id"])
-        if status == "Completed":
-            event = h.sub_orchestration_completed(stamp, seq, output)
-        else:
-            text = output or status
-            event = h.sub_orchestration_failed(stamp, seq, text, h.dotnet_exception_details(text))
-        return [self.engine.new_message(parent, row.get("parent_execution_id"), event)]

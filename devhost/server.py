@@ -5,16 +5,15 @@ from __future__ import annotations
 import errno
 import os
 import random
-from typing import Any
 
 from aiohttp import web
 
+from .addresses import RPC_PATH, WEBHOOK_PATH
 from .engine import Engine
 from .http_triggers import HttpTriggers
 from .timer_triggers import TimerTriggers
-from .webhooks import WEBHOOK_PATH, WebhookApi
+from .webhooks import WebhookApi
 
-RPC_PATH = "/durabletask"
 ADMIN_FUNCTIONS = "/admin/functions/"
 MAX_REQUEST_BODY_BYTES = 100 * 1024 * 1024
 
@@ -75,7 +74,7 @@ class DevhostServer:
         """Start both listeners; returns the RPC port actually bound (random 30000-31000 if busy)."""
         await self._listen(self._app(True), port)
         candidates = [rpc_port] + [random.randint(30000, 31000) for _ in range(9)]
-        last: Any = None
+        last: OSError | None = None
         for candidate in candidates:
             try:
                 await self._listen(self._app(False), candidate)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from .history import EventType
+from .model import Instance, RuntimeStatus
 
 _TASK_DONE = (EventType.TaskCompleted, EventType.TaskFailed)
 _SUB_DONE = (EventType.SubOrchestrationInstanceCompleted, EventType.SubOrchestrationInstanceFailed)
@@ -30,20 +31,20 @@ def status_time(stored: str) -> str:
 
 
 def status_json(
-    row: dict[str, Any], show_input: bool = True, history_events: list[dict[str, Any]] | None = None
+    row: Instance, show_input: bool = True, history_events: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     """The status body, keys in the extension's order; historyEvents only when asked for."""
     body: dict[str, Any] = {
-        "name": row["name"],
-        "instanceId": row["instance_id"],
-        "runtimeStatus": row["status"],
-        "input": parse_stored(row["input"]) if show_input else None,
-        "customStatus": parse_stored(row["custom_status"]),
-        "output": parse_stored(row["output"]),
-        "createdTime": status_time(row["created_time"]),
-        "lastUpdatedTime": status_time(row["last_updated_time"]),
+        "name": row.name,
+        "instanceId": row.instance_id,
+        "runtimeStatus": row.status,
+        "input": parse_stored(row.input) if show_input else None,
+        "customStatus": parse_stored(row.custom_status),
+        "output": parse_stored(row.output),
+        "createdTime": status_time(row.created_time),
+        "lastUpdatedTime": status_time(row.last_updated_time),
     }
-    if history_events is not None and row["status"] != "Pending":
+    if history_events is not None and row.status is not RuntimeStatus.PENDING:
         body["historyEvents"] = history_events
     return body
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
-LIVE_STATUSES = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
+from .errors import InstanceExists, StaleEpisode
+from .model import INSTANCE_COLUMNS, ActivityRow, Instance, MessageRow, RuntimeStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -65,71 +65,23 @@ CREATE TABLE IF NOT EXISTS timers (
 );
 """
 
-INSTANCE_COLUMNS = (
-    "instance_id",
-    "name",
-    "execution_id",
-    "status",
-    "input",
-    "output",
-    "custom_status",
-    "created_time",
-    "last_updated_time",
-    "parent_instance_id",
-    "parent_execution_id",
-    "parent_task_id",
-    "exec_state",
-    "suspended",
-)
-
-
-class InstanceExists(Exception):
-    """Starting an id whose instance is still live (the extension answers 500)."""
-
-
-@dataclass
-class MessageRow:
-    """An orchestrator message: a history event waiting for its instance's next episode."""
-
-    id: int
-    instance_id: str
-    execution_id: str | None
-    visible_at: float
-    event: dict[str, Any]
-
-
-@dataclass
-class ActivityRow:
-    """An activity work item; deleted when its completion message is committed."""
-
-    id: int
-    instance_id: str
-    execution_id: str
-    seq: int
-    name: str
-    input: str | None
-
 
 @dataclass
 class EpisodeWrite:
     """Everything one episode changes, applied atomically."""
 
     instance_id: str
-    row: dict[str, Any]
+    row: Instance
     append_events: list[tuple[int, str]] = field(default_factory=list)
     reset_history: bool = False
     consumed_message_ids: list[int] = field(default_factory=list)
     activities: list[ActivityRow] = field(default_factory=list)
     messages: list[MessageRow] = field(default_factory=list)
-    children: list[tuple[dict[str, Any], MessageRow]] = field(default_factory=list)
+    children: list[tuple[Instance, MessageRow]] = field(default_factory=list)
     drop_outstanding: bool = False
     drop_execution_id: str | None = None
     reject_child: Callable[[MessageRow], MessageRow] | None = None
     expected_execution_id: str | None = None
-
-
-class StaleEpisode(Exception):
-    """The instance was purged or replaced while its episode ran; the episode's writes are discarded."""
 
 
 class Store:
@@ -146,7 +98,6 @@ class Store:
         self.busy_seconds = 0.0  # wall time inside transactions (includes waiting for the GIL)
         self.cpu_seconds = 0.0  # CPU time of the database thread inside transactions
         self.transactions = 0
-        self._cpu_started = 0.0
 
     def close(self) -> None:
         self.conn.close()
@@ -159,20 +110,22 @@ class Store:
 
     # ---- transactions -------------------------------------------------------------------------------
 
-    def _begin(self) -> float:
-        self._cpu_started = time.thread_time()
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises; timed for the stats."""
+        cpu_started = time.thread_time()
         self.conn.execute("BEGIN IMMEDIATE")
-        return time.perf_counter()
-
-    def _commit(self, started: float) -> None:
+        started = time.perf_counter()
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            self.busy_seconds += time.perf_counter() - started
+            raise
         self.conn.execute("COMMIT")
         self.busy_seconds += time.perf_counter() - started
-        self.cpu_seconds += time.thread_time() - self._cpu_started
+        self.cpu_seconds += time.thread_time() - cpu_started
         self.transactions += 1
-
-    def _rollback(self, started: float) -> None:
-        self.conn.execute("ROLLBACK")
-        self.busy_seconds += time.perf_counter() - started
 
     def _insert_messages(self, rows: Iterable[MessageRow]) -> None:
         self.conn.executemany(
@@ -180,13 +133,10 @@ class Store:
             [(m.id, m.instance_id, m.execution_id, m.visible_at, json.dumps(m.event)) for m in rows],
         )
 
-    def _upsert_instance(self, row: dict[str, Any]) -> None:
+    def _upsert_instance(self, row: Instance) -> None:
         cols = ", ".join(INSTANCE_COLUMNS)
         marks = ", ".join("?" for _ in INSTANCE_COLUMNS)
-        self.conn.execute(
-            f"INSERT OR REPLACE INTO instances({cols}) VALUES ({marks})",
-            [row.get(c) for c in INSTANCE_COLUMNS],
-        )
+        self.conn.execute(f"INSERT OR REPLACE INTO instances({cols}) VALUES ({marks})", row.to_row())
 
     def _forget(self, instance_id: str, keep_row: bool = False) -> None:
         if not keep_row:
@@ -195,24 +145,19 @@ class Store:
         self.conn.execute("DELETE FROM messages WHERE instance_id = ?", (instance_id,))
         self.conn.execute("DELETE FROM activities WHERE instance_id = ?", (instance_id,))
 
-    def _status_of(self, instance_id: str) -> str | None:
+    def _status_of(self, instance_id: str) -> RuntimeStatus | None:
         found = self.conn.execute("SELECT status FROM instances WHERE instance_id = ?", (instance_id,)).fetchone()
-        return found[0] if found else None
+        return RuntimeStatus(found[0]) if found else None
 
-    def create_instance(self, row: dict[str, Any], start: MessageRow) -> None:
+    def create_instance(self, row: Instance, start: MessageRow) -> None:
         """Create (or overwrite a finished) instance with its ExecutionStarted message."""
-        started = self._begin()
-        try:
-            status = self._status_of(row["instance_id"])
-            if status in LIVE_STATUSES:
-                raise InstanceExists(f"An Orchestration instance with the status {status} already exists.")
-            self._forget(row["instance_id"])
+        with self.transaction():
+            status = self._status_of(row.instance_id)
+            if status is not None and status.is_live:
+                raise InstanceExists(status)
+            self._forget(row.instance_id)
             self._upsert_instance(row)
             self._insert_messages([start])
-        except BaseException:
-            self._rollback(started)
-            raise
-        self._commit(started)
 
     def commit_episode(self, write: EpisodeWrite) -> list[MessageRow]:
         """Apply one episode atomically. Returns the child starts that were rejected (their id is live).
@@ -221,98 +166,71 @@ class Store:
         `write.messages` once committed.
         """
         rejected: list[MessageRow] = []
-        started = self._begin()
-        try:
+        failures: list[MessageRow] = []
+        with self.transaction() as conn:
             iid = write.instance_id
             if write.expected_execution_id is not None:
-                found = self.conn.execute("SELECT execution_id FROM instances WHERE instance_id = ?", (iid,)).fetchone()
+                found = conn.execute("SELECT execution_id FROM instances WHERE instance_id = ?", (iid,)).fetchone()
                 if found is None or found[0] != write.expected_execution_id:
                     raise StaleEpisode(iid)
             if write.reset_history:
-                self.conn.execute("DELETE FROM history WHERE instance_id = ?", (iid,))
+                conn.execute("DELETE FROM history WHERE instance_id = ?", (iid,))
             if write.drop_outstanding:
-                self.conn.execute("DELETE FROM messages WHERE instance_id = ?", (iid,))
-                self.conn.execute("DELETE FROM activities WHERE instance_id = ?", (iid,))
+                conn.execute("DELETE FROM messages WHERE instance_id = ?", (iid,))
+                conn.execute("DELETE FROM activities WHERE instance_id = ?", (iid,))
             else:
                 if write.consumed_message_ids:
-                    self.conn.executemany(
-                        "DELETE FROM messages WHERE id = ?", [(i,) for i in write.consumed_message_ids]
-                    )
+                    conn.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in write.consumed_message_ids])
                 if write.drop_execution_id is not None:
                     # Continue-as-new: the old execution's own work goes; unpinned messages not yet delivered
                     # (events, terminate, suspend, resume) stay queued for the new execution.
                     old = (iid, write.drop_execution_id)
-                    self.conn.execute("DELETE FROM messages WHERE instance_id = ? AND execution_id = ?", old)
-                    self.conn.execute("DELETE FROM activities WHERE instance_id = ? AND execution_id = ?", old)
+                    conn.execute("DELETE FROM messages WHERE instance_id = ? AND execution_id = ?", old)
+                    conn.execute("DELETE FROM activities WHERE instance_id = ? AND execution_id = ?", old)
             self._upsert_instance(write.row)
             if write.append_events:
-                self.conn.executemany(
+                conn.executemany(
                     "INSERT OR REPLACE INTO history(instance_id, position, event) VALUES (?, ?, ?)",
                     [(iid, pos, text) for pos, text in write.append_events],
                 )
             if write.activities:
-                self.conn.executemany(
+                conn.executemany(
                     "INSERT INTO activities(id, instance_id, execution_id, seq, name, input) VALUES (?, ?, ?, ?, ?, ?)",
                     [(a.id, a.instance_id, a.execution_id, a.seq, a.name, a.input) for a in write.activities],
                 )
-            failures: list[MessageRow] = []
             for child_row, child_start in write.children:
-                status = self._status_of(child_row["instance_id"])
-                if status in LIVE_STATUSES:
+                status = self._status_of(child_row.instance_id)
+                if status is not None and status.is_live:
                     rejected.append(child_start)
                     if write.reject_child is not None:
                         failures.append(write.reject_child(child_start))
                     continue
-                self._forget(child_row["instance_id"])
+                self._forget(child_row.instance_id)
                 self._upsert_instance(child_row)
                 self._insert_messages([child_start])
             self._insert_messages(write.messages)
             self._insert_messages(failures)
-        except BaseException:
-            self._rollback(started)
-            raise
-        self._commit(started)
         write.messages.extend(failures)
         return rejected
 
     def add_messages(self, rows: Sequence[MessageRow]) -> None:
-        started = self._begin()
-        try:
+        with self.transaction():
             self._insert_messages(rows)
-        except BaseException:
-            self._rollback(started)
-            raise
-        self._commit(started)
 
     def delete_messages(self, ids: Sequence[int]) -> None:
-        started = self._begin()
-        try:
-            self.conn.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
-        except BaseException:
-            self._rollback(started)
-            raise
-        self._commit(started)
+        with self.transaction() as conn:
+            conn.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
 
     def complete_activities(self, done: Sequence[tuple[int, MessageRow]]) -> None:
         """Commit a batch of activity results: work items deleted, completion messages queued."""
-        started = self._begin()
-        try:
-            self.conn.executemany("DELETE FROM activities WHERE id = ?", [(act_id,) for act_id, _ in done])
+        with self.transaction() as conn:
+            conn.executemany("DELETE FROM activities WHERE id = ?", [(act_id,) for act_id, _ in done])
             self._insert_messages([msg for _, msg in done])
-        except BaseException:
-            self._rollback(started)
-            raise
-        self._commit(started)
 
     def purge(self, instance_ids: Sequence[str]) -> int:
-        started = self._begin()
-        try:
+        with self.transaction():
             for iid in instance_ids:
                 self._forget(iid)
-        except BaseException:
-            self._rollback(started)
-            raise
-        self._commit(started)
         return len(instance_ids)
 
     # ---- reads --------------------------------------------------------------------------------------
@@ -325,14 +243,11 @@ class Store:
     def save_timer_status(self, name: str, status: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO timers(name, status) VALUES (?, ?)", (name, status))
 
-    def _row(self, values: Sequence[Any]) -> dict[str, Any]:
-        return dict(zip(INSTANCE_COLUMNS, values, strict=True))
-
-    def get_instance(self, instance_id: str) -> dict[str, Any] | None:
+    def get_instance(self, instance_id: str) -> Instance | None:
         found = self.conn.execute(
             f"SELECT {', '.join(INSTANCE_COLUMNS)} FROM instances WHERE instance_id = ?", (instance_id,)
         ).fetchone()
-        return self._row(found) if found else None
+        return Instance.from_row(found) if found else None
 
     def load_history(self, instance_id: str) -> list[str]:
         return [
@@ -353,7 +268,7 @@ class Store:
             )
         ]
 
-    def load_runtime(self, instance_id: str) -> tuple[dict[str, Any] | None, list[str], list[MessageRow]]:
+    def load_runtime(self, instance_id: str) -> tuple[Instance | None, list[str], list[MessageRow]]:
         """An instance's row, its history and its queued messages (to rebuild what a runtime was holding)."""
         started = time.perf_counter()
         row = self.get_instance(instance_id)
@@ -370,9 +285,10 @@ class Store:
         prefix: str | None = None,
         limit: int | None = None,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Instance]:
         """Instances matching the list/purge filters, oldest first."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if created_from:
             where.append("created_time >= ?")
             args.append(created_from)
@@ -392,7 +308,7 @@ class Store:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             args.extend([limit, offset])
-        return [self._row(r) for r in self.conn.execute(sql, args)]
+        return [Instance.from_row(r) for r in self.conn.execute(sql, args)]
 
     def pending_work(self) -> tuple[list[MessageRow], list[ActivityRow]]:
         """Everything queued, for recovery after a restart."""

@@ -36,6 +36,7 @@ from . import logs
 from .indexing import FunctionIndex, FunctionInfo
 from .invoke import InvocationContext
 from .settings import parse_function_timeout
+from .store import Store
 
 _SETTING = re.compile(r"%([^%]+)%")
 PROGRAMMATIC = "This function was programmatically called via the host APIs."
@@ -113,7 +114,7 @@ class TimerTriggers:
         self,
         index: FunctionIndex,
         db: Callable[..., Awaitable[Any]],
-        store: Any,
+        store: Store,
         binding_json: Callable[[], str],
     ) -> None:
         self.index = index
@@ -227,7 +228,7 @@ class TimerTriggers:
         payload = json.dumps({"Schedule": {"AdjustForDST": True}, "ScheduleStatus": status, "IsPastDue": past_due})
         kwargs: dict[str, Any] = {}
         for binding in info.bindings:
-            name = binding.get("name")
+            name = str(binding.get("name"))
             if name == "$return":
                 continue
             kind = binding.get("type")

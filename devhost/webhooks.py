@@ -15,14 +15,12 @@ from aiohttp import web
 
 from . import history as h
 from . import logs
+from .addresses import WEBHOOK_PATH
+from .decisions import PAYLOAD_WARN_BYTES
 from .engine import Engine
-from .episode import PAYLOAD_WARN_BYTES
+from .errors import ENTITIES_UNSUPPORTED, InstanceExists, function_not_found
+from .model import RuntimeStatus
 from .status import shape_history, status_json
-from .store import LIVE_STATUSES, TERMINAL_STATUSES, InstanceExists
-
-WEBHOOK_PATH = "/runtime/webhooks/durabletask"
-ENTITIES_MESSAGE = "Durable entities are not supported by devhost"
-LIVE_OR_WAITING = ("Pending", "Running", "ContinuedAsNew", "Suspended")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -147,9 +145,9 @@ class WebhookApi:
         deadline = time.monotonic() + timeout
         while True:
             row = await self.engine.get_instance(instance_id)
-            if row is not None and row["status"] == "Completed":
+            if row is not None and row.status is RuntimeStatus.COMPLETED:
                 return json_response(status_json(row)["output"], 200)
-            if row is not None and row["status"] in ("Failed", "Terminated", "Canceled"):
+            if row is not None and row.status.is_terminal:
                 return json_response(status_json(row), 200)
             if time.monotonic() + interval > deadline:
                 return self.check_status_response(request, instance_id)
@@ -208,7 +206,7 @@ class WebhookApi:
                 return await self.raise_event(request, instance_id, seg[3])
             return empty(404)
         if head == "entities":
-            return json_response({"Message": ENTITIES_MESSAGE}, 501)
+            return json_response({"Message": ENTITIES_UNSUPPORTED}, 501)
         if head == "makeprimary" and method == "POST":
             return empty(200)
         return empty(404)
@@ -217,11 +215,7 @@ class WebhookApi:
 
     async def start(self, request: web.Request, query: Query, name: str, instance_id: str | None) -> web.Response:
         if name not in self.engine.index.orchestrators:
-            known = ", ".join(f"'{n}'" for n in sorted(self.engine.index.orchestrators))
-            return argument_error(
-                f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator function. "
-                f"Additional info: The following are the known orchestrator functions: {known}."
-            )
+            return argument_error(function_not_found(name, "orchestrator", self.engine.index.orchestrators))
         if instance_id is None:
             instance_id = uuid.uuid4().hex
         problem = instance_id_problem(instance_id)
@@ -251,10 +245,10 @@ class WebhookApi:
             texts = await self.engine.db(self.engine.store.load_history, instance_id)
             events = shape_history([json.loads(t) for t in texts], show_input, query.flag("showHistoryOutput", False))
         body = status_json(row, show_input, events)
-        status = row["status"]
-        if status in LIVE_OR_WAITING:
+        status = row.status
+        if status.is_live:
             return json_response(body, 202, {"Location": str(request.url), "Retry-After": "5"})
-        if status == "Failed" and query.flag("returnInternalServerErrorOnFailure", False):
+        if status is RuntimeStatus.FAILED and query.flag("returnInternalServerErrorOnFailure", False):
             return json_response(body, 500)
         return json_response(body, 200)
 
@@ -279,11 +273,11 @@ class WebhookApi:
         next_token = str(offset + len(rows)) if more else "null"
         return json_response([status_json(r, show_input) for r in rows], 200, {"x-ms-continuation-token": next_token})
 
-    def _statuses(self, query: Query) -> list[str] | None:
+    def _statuses(self, query: Query) -> list[RuntimeStatus] | None:
         raw = query.get("runtimeStatus")
         if not raw:
             return None
-        known = {s.lower(): s for s in LIVE_STATUSES | TERMINAL_STATUSES}
+        known = {s.lower(): s for s in RuntimeStatus}
         picked = [known[p.strip().lower()] for p in raw.split(",") if p.strip().lower() in known]
         return picked or None
 
@@ -307,7 +301,7 @@ class WebhookApi:
             None,
             0,
         )
-        deleted = await self.engine.purge([r["instance_id"] for r in rows])
+        deleted = await self.engine.purge([r.instance_id for r in rows])
         if not deleted:
             return empty(404)
         return json_response({"instancesDeleted": deleted})
@@ -316,7 +310,7 @@ class WebhookApi:
         row = await self.engine.get_instance(instance_id)
         if row is None:
             return empty(404)
-        if row["status"] in TERMINAL_STATUSES:
+        if row.status.is_terminal:
             return empty(410)
         reason = query.get("reason")
         stamp = h.format_timestamp(h.utcnow())
@@ -334,7 +328,7 @@ class WebhookApi:
         row = await self.engine.get_instance(instance_id)
         if row is None:
             return empty(404)
-        if row["status"] in ("Completed", "Terminated", "Canceled"):
+        if row.status in (RuntimeStatus.COMPLETED, RuntimeStatus.TERMINATED, RuntimeStatus.CANCELED):
             return empty(410)
         return json_response({"Message": "Rewind is not supported by devhost"}, 501)
 
@@ -343,14 +337,14 @@ class WebhookApi:
         if row is None:
             return argument_error("InstanceId does not match a valid orchestration instance.")
         new_id = uuid.uuid4().hex if query.flag("restartWithNewInstanceId", True) else instance_id
-        await self.engine.start_new(row["name"], new_id, row["input"])
+        await self.engine.start_new(row.name, new_id, row.input)
         return await self._wait_or_check_status(request, query, new_id)
 
     async def raise_event(self, request: web.Request, instance_id: str, event_name: str) -> web.Response:
         row = await self.engine.get_instance(instance_id)
         if row is None:
             return empty(404)
-        if row["status"] in TERMINAL_STATUSES:
+        if row.status.is_terminal:
             return empty(410)
         if request.content_type != "application/json":
             return json_response({"Message": "Only application/json request content is supported"}, 400)

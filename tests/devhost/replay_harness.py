@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from devhost import history as h
-from devhost.episode import EpisodeInfo, EpisodeOutcome, ExecutionState, order_episode, plan_episode
+from devhost.decisions import EpisodeInfo, EpisodeOutcome, ExecutionState, order_episode, plan_episode
 from devhost.indexing import FunctionIndex
 from devhost.invoke import OrchestratorResult, call_orchestrator
 

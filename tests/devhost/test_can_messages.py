@@ -4,13 +4,15 @@ CancelledError fails its task; a rejected child start fails in the episode's own
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from http_client import call, wait_for_status
 
 from devhost import history as h
-from devhost.instances import new_instance_row
-from devhost.store import EpisodeWrite, MessageRow, Store
+from devhost.instances import new_instance
+from devhost.model import MessageRow, RuntimeStatus
+from devhost.store import EpisodeWrite, Store
 from tests.support.devhost_process import DevhostProcess, running_devhost
 
 APP = Path(__file__).parent / "apps" / "can_events"
@@ -115,11 +117,11 @@ def test_rejected_child_start_fails_in_the_episode_transaction(tmp_path):
     try:
         now = h.utcnow()
         stamp = h.format_timestamp(now)
-        child = new_instance_row("kid", "orch", "k1", None, now)
+        child = new_instance("kid", "orch", "k1", None, now)
         store.create_instance(
             child, MessageRow(1, "kid", "k1", 0.0, h.execution_started(stamp, "orch", None, "kid", "k1"))
         )
-        parent = new_instance_row("mom", "orch", "m1", None, now)
+        parent = new_instance("mom", "orch", "m1", None, now)
         store.create_instance(
             parent, MessageRow(2, "mom", "m1", 0.0, h.execution_started(stamp, "orch", None, "mom", "m1"))
         )
@@ -130,9 +132,9 @@ def test_rejected_child_start_fails_in_the_episode_transaction(tmp_path):
         failure = MessageRow(4, "mom", "m1", 0.0, h.sub_orchestration_failed(stamp, 7, "exists", "details"))
         write = EpisodeWrite(
             instance_id="mom",
-            row={**parent, "status": "Running"},
+            row=replace(parent, status=RuntimeStatus.RUNNING),
             consumed_message_ids=[2],
-            children=[(new_instance_row("kid", "orch", "k2", None, now), again)],
+            children=[(new_instance("kid", "orch", "k2", None, now), again)],
             reject_child=lambda start: failure,
         )
         assert store.commit_episode(write) == [again]
@@ -140,6 +142,7 @@ def test_rejected_child_start_fails_in_the_episode_transaction(tmp_path):
         queued = store.load_messages("mom")
         assert [m.id for m in queued] == [4]
         assert queued[0].event["EventType"] == h.EventType.SubOrchestrationInstanceFailed
-        assert store.get_instance("kid")["execution_id"] == "k1"
+        kid = store.get_instance("kid")
+        assert kid is not None and kid.execution_id == "k1"
     finally:
         store.close()

@@ -11,8 +11,9 @@ from aiohttp.test_utils import make_mocked_request
 from http_client import call, wait_for_status
 
 from devhost import history as h
-from devhost.instances import new_instance_row
-from devhost.store import MessageRow, Store
+from devhost.instances import new_instance
+from devhost.model import MessageRow
+from devhost.store import Store
 from devhost.webhooks import WebhookApi
 from tests.support.devhost_process import running_devhost
 
@@ -25,7 +26,7 @@ def _queue_start_and_suspend(hub: Path, instance_id: str) -> None:
     try:
         now = h.utcnow()
         stamp = h.format_timestamp(now)
-        row = new_instance_row(instance_id, "long_wait", "e1", None, now)
+        row = new_instance(instance_id, "long_wait", "e1", None, now)
         started = h.execution_started(stamp, "long_wait", None, instance_id, "e1")
         store.create_instance(row, MessageRow(1, instance_id, "e1", 0.0, started))
         store.add_messages([MessageRow(2, instance_id, "e1", 0.0, h.execution_suspended(stamp, "early"))])
