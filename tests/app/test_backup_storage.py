@@ -4,11 +4,16 @@ Most tests run a whole backup in this process: the real plan deciding, the real 
 worker calls them (``tests/support/local_run.py``).
 """
 
+import errno
 import hashlib
 import json
+import logging
 import os
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +26,16 @@ from azure.storage.blob import (
     generate_account_sas,
 )
 
-from site_backup.copier import BLOCK_BYTES, CTIME_KEY, MD5_KEY, MTIME_KEY, RACY_SECONDS, SIZE_KEY
+from site_backup.copier import (
+    BLOCK_BYTES,
+    CTIME_KEY,
+    MD5_KEY,
+    MTIME_KEY,
+    RACY_SECONDS,
+    READ_ATTEMPTS,
+    SINGLE_PUT_LIMIT,
+    SIZE_KEY,
+)
 from site_backup.errors import DirectoryNotAllowed, InvalidBackupRequest
 from site_backup.naming import blob_name_for
 from tests.support.local_run import run_locally
@@ -233,6 +247,11 @@ def test_a_symlink_to_a_file_inside_the_root_is_backed_up_with_the_target_bytes(
     (tmp_path / "alias.txt").symlink_to(tmp_path / "dir" / "file.txt")
     assert run_locally(str(tmp_path)).output == 12
     assert container.download_blob(blob_name_for(tmp_path / "alias.txt")).readall() == b"target"
+    # Under the link's own name (its absolute path without the leading "/"), not only under its target's:
+    # two blobs, the link's holding the target's bytes.
+    link_name = str(tmp_path / "alias.txt").lstrip("/")
+    assert sorted(blob_state(container)) == sorted([link_name, str(tmp_path / "dir" / "file.txt").lstrip("/")])
+    assert container.download_blob(link_name).readall() == b"target"
 
 
 def test_include_and_exclude_patterns(tree):
@@ -385,6 +404,10 @@ def test_backslash_in_a_name_never_merges_two_files(tmp_path, container, monkeyp
     run_locally(str(tmp_path))
     again = run_locally(str(tmp_path))  # a second run: each is still its own blob
     assert again.error is None
+    # Both unchanged: each file finds its own stored copy, so nothing is uploaded, and no copy is overwritten
+    # (an overwrite snapshots the stored blob first). A run that merged the two names would upload again.
+    assert (again.status["filesUnchanged"], again.status["filesUploaded"], again.status["filesDone"]) == (2, 0, 2)
+    assert [b.name for b in container.list_blobs(include=["snapshots"]) if b.snapshot] == []
     names = sorted(blob_state(container))
     assert names == sorted([blob_name_for(tmp_path / "x" / "y"), blob_name_for(tmp_path) + "/x%5Cy"])
     assert container.download_blob(blob_name_for(tmp_path / "x\\y")).readall() == b"one file named x-backslash-y"
@@ -422,3 +445,169 @@ def test_names_that_would_share_a_blob_are_refused_not_merged(tmp_path, monkeypa
     with pytest.raises(InvalidBackupRequest, match=r"same blob name 'a%5Cb'.*exclude"):
         call_activity("E2_GetFileList", json.dumps(str(tmp_path)))
     assert len(listed(tmp_path, exclude=["a%5Cb"])) == 1
+
+
+def test_a_file_that_changes_on_every_read_is_read_three_times_then_reported_failed(tmp_path, container, monkeypatch):
+    """README: the commit happens only if the file's identity did not change while it was read; otherwise the
+    file is read again, up to 3 times, and then reported as failed. A real thread appends to the file the whole
+    time; the file is larger than one Put Blob, so each read spans a staging request to storage, and every
+    append changes its size (timestamps alone could fall within one clock tick)."""
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
+    (tmp_path / "steady.txt").write_bytes(b"steady")
+    growing = tmp_path / "growing.log"
+    growing.write_bytes(os.urandom(SINGLE_PUT_LIMIT + 1))
+    stop = threading.Event()
+
+    def append() -> None:
+        with open(growing, "ab", buffering=0) as f:
+            while not stop.is_set():
+                f.write(b".")
+                time.sleep(0.0002)  # let the copy's threads run too
+
+    writer = threading.Thread(target=append, name="appender", daemon=True)
+    with capture_copier_log() as messages:
+        writer.start()
+        try:
+            run = run_locally(str(tmp_path))
+        finally:
+            stop.set()
+            writer.join()
+    assert run.error is not None
+    assert run.error.startswith("1 of 2 file(s) could not be backed up (the other 1, 6 bytes, were)"), run.error
+    assert f"{growing}: it changed while it was being backed up" in run.error
+    assert (run.status["filesFailed"], run.status["filesUploaded"]) == (1, 1)
+    again = [m for m in messages if m.startswith(f"{growing} changed while it was read; reading it again")]
+    assert again == [f"{growing} changed while it was read; reading it again (attempt {n})." for n in (2, 3)]
+    name = blob_name_for(growing)
+    assert sorted(blob_state(container)) == [blob_name_for(tmp_path / "steady.txt")]  # no partial blob
+    # Each of the three reads staged its block under that read's file identity, and none was committed.
+    staged = container.get_blob_client(name).get_block_list("uncommitted")[1]
+    assert len({b.id for b in staged}) == READ_ATTEMPTS == 3
+    # Once the file holds still, the next run backs it up.
+    assert run_locally(str(tmp_path)).error is None
+    assert container.download_blob(name).readall() == growing.read_bytes()
+
+
+@contextmanager
+def capture_copier_log() -> Iterator[list[str]]:
+    """The copier's log lines while the block runs (from every thread)."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger("site_backup.copier")
+    handler, level = Collect(logging.INFO), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def names_of_length(root: Path, *lengths: int) -> list[Path]:
+    """Paths below ``root`` in one directory whose blob names have exactly these lengths (ASCII names)."""
+    shortest = min(lengths)
+    left = shortest - len(blob_name_for(root)) - 1  # after the root's blob name and the "/" that follows it
+    directory = root
+    while left > 250:  # 100-character directories, then a file name of 150 to 250 characters
+        directory, left = directory / ("d" * 100), left - 101
+    return [directory / ("n" * (left + length - shortest)) for length in lengths]
+
+
+def test_a_blob_name_of_1024_characters_is_backed_up_and_one_of_1025_fails_until_excluded(
+    tmp_path, container, monkeypatch
+):
+    """README: a path with more than 1,024 characters cannot be a blob name; such a file is reported as failed,
+    and an exclude pattern gets past it. Here with few segments, so that only the length is over."""
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
+    fits, too_long = names_of_length(tmp_path, 1024, 1025)
+    assert (len(blob_name_for(fits)), len(str(too_long).lstrip("/"))) == (1024, 1025)
+    assert len(too_long.relative_to(tmp_path).parts) < 20
+    fits.parent.mkdir(parents=True)
+    fits.write_bytes(b"fits")
+    too_long.write_bytes(b"too long")
+    (tmp_path / "ok.txt").write_bytes(b"fine")
+    run = run_locally(str(tmp_path))
+    assert run.error is not None
+    assert run.error.startswith("1 of 3 file(s) could not be backed up (the other 2, 8 bytes, were)"), run.error
+    assert "cannot be a blob name (1025 characters," in run.error and "Blob Storage allows 1024 and 254" in run.error
+    assert "exclude" in run.error and run.status["filesFailed"] == 1
+    fits_name = str(fits).lstrip("/")
+    assert sorted(blob_state(container)) == sorted([fits_name, str(tmp_path / "ok.txt").lstrip("/")])
+    assert container.download_blob(fits_name).readall() == b"fits"
+    past_it = run_locally({"rootDirectory": str(tmp_path), "exclude": [too_long.name]})
+    assert (past_it.error, past_it.output, past_it.status["filesFailed"]) == (None, 8, 0)
+
+
+class FifoWatch:
+    """Whether anything opened a FIFO for reading and kept it: a blocking open would wait for a writer for ever.
+
+    A watchdog turns such a hang into a test failure instead of a hung run: if the block has not ended after
+    ``grace`` seconds, it opens the FIFO for writing, which only succeeds while a reader is there, and so also
+    releases that reader. Then ``reader_was_waiting`` is true. No assertion depends on how long anything takes.
+    """
+
+    def __init__(self, path: Path, grace: float = 30.0) -> None:
+        self.path = path
+        self.grace = grace
+        self.reader_was_waiting = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="fifo-watch", daemon=True)
+
+    def _watch(self) -> None:
+        if not self._done.wait(self.grace):
+            self.reader_was_waiting = self.has_reader()
+
+    def has_reader(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO: no process has it open for reading
+        except OSError as exc:
+            assert exc.errno == errno.ENXIO, exc
+            return False
+        os.close(fd)
+        return True
+
+    def __enter__(self) -> "FifoWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def test_a_fifo_in_the_tree_is_skipped_and_never_opened(tmp_path, container, monkeypatch):
+    """README: special files (FIFOs) are skipped, the one thing skipped besides links out of the root, and a FIFO
+    cannot block a copy."""
+    monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(tmp_path))
+    (tmp_path / "a.txt").write_bytes(b"regular")
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "sub").mkdir()
+    os.mkfifo(tmp_path / "sub" / "pipe.log")
+    with FifoWatch(tmp_path / "pipe") as top, FifoWatch(tmp_path / "sub" / "pipe.log") as nested:
+        assert listed(tmp_path) == ["a.txt"]
+        run = run_locally(str(tmp_path))
+    assert not top.reader_was_waiting and not nested.reader_was_waiting
+    assert not top.has_reader() and not nested.has_reader()  # and nothing holds either open now
+    assert (run.error, run.output) == (None, 7)
+    assert (run.status["filesTotal"], run.status["filesDone"], run.status["filesFailed"]) == (1, 1, 0)
+    assert run.status["filesVanished"] == 0
+    assert list(blob_state(container)) == [blob_name_for(tmp_path / "a.txt")]
+
+
+def test_a_file_replaced_by_a_fifo_after_the_listing_counts_as_vanished_without_blocking(tree, container):
+    page = activity("E2_GetFileList", page_request(str(tree)))
+    path = tree / "plain.txt"
+    path.unlink()
+    os.mkfifo(path)
+    with FifoWatch(path) as watch:
+        results = [activity("E2_CopyFileToBlob", unit) for unit in page["units"]]
+    assert not watch.reader_was_waiting and not watch.has_reader()
+    assert sum(r["vanished"] for r in results) == 1
+    assert sum(r["failed"] for r in results) == 0
+    assert sum(r["uploaded"] for r in results) == len(AWKWARD) - 1
+    assert blob_name_for(path) not in blob_state(container)

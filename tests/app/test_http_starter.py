@@ -8,8 +8,11 @@ The RPC endpoint is a small real HTTP server standing in for the Durable extensi
 import asyncio
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,17 +186,108 @@ def test_directory_checks(loop, rpc, roots):
     assert rpc.requests == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any directory")
-def test_unreadable_directory(loop, rpc, roots):
-    locked = roots / "locked"
+@contextmanager
+def checked_as_an_ordinary_user() -> Iterator[None]:
+    """Within the block, access checks answer as for an ordinary user, also when the tests run as root.
+
+    The starter asks ``os.access``, which the kernel answers for the process's *real* user id, and for root its
+    capabilities let it read and search any directory whatever its mode. So when running as root, only the real
+    user id is set to ``nobody`` for the block: the kernel itself then refuses a mode-0 directory, as it does for
+    an app running as an ordinary user, while the effective (and saved) user id stays root, so everything else in
+    this process (files, sockets, threads) works as before and the real id can be set back. Nothing is mocked.
+    """
+    if os.geteuid() != 0:
+        yield  # an ordinary user already: its own access checks are the real ones
+        return
+    real = os.getuid()
+    os.setresuid(NOBODY, -1, -1)
+    try:
+        yield
+    finally:
+        os.setresuid(real, -1, -1)
+    assert os.getresuid() == (real, 0, 0)
+
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def searchable_roots(roots, monkeypatch) -> Iterator[Path]:
+    """An allowed root that an ordinary user can reach: pytest's own temp folders are private to their owner."""
+    top = Path(tempfile.mkdtemp(prefix="starter-"))
+    try:
+        top.chmod(0o755)
+        (top / "site").mkdir(mode=0o755)
+        monkeypatch.setenv("BACKUP_ALLOWED_ROOTS", str(top / "site"))
+        yield top / "site"
+    finally:
+        shutil.rmtree(top)
+
+
+def test_unreadable_directory(loop, rpc, searchable_roots):
+    locked = searchable_roots / "locked"
     locked.mkdir()
+    readable = searchable_roots / "readable"
+    readable.mkdir(mode=0o755)
     locked.chmod(0)
     try:
-        response = call_starter(loop, rpc, json.dumps(str(locked)).encode())
+        with checked_as_an_ordinary_user():
+            assert os.access(readable, os.R_OK | os.X_OK) and not os.access(locked, os.R_OK | os.X_OK)
+            response = call_starter(loop, rpc, json.dumps(str(locked)).encode())
+            assert rpc.requests == []  # nothing started for the unreadable directory
+            control = call_starter(loop, rpc, json.dumps(str(readable)).encode())
     finally:
         locked.chmod(0o755)
     assert response.status_code == 400
     assert "not readable" in error_of(response)
+    assert error_of(response) == f"The directory {str(locked)!r} is not readable by the function app."
+    # The same check, as the same user, lets its readable sibling through: the refusal is the directory's own.
+    assert control.status_code == 202
+    [(_, _, started)] = rpc.requests
+    assert json.loads(json.loads(started))["rootDirectory"] == str(readable)
+
+
+def test_outside_the_roots_is_403_before_any_existence_check(loop, rpc, roots, tmp_path, monkeypatch):
+    """README: 403 for a path outside the allowed roots, checked after resolving '..' and symlinks and before
+    existence, so that nothing leaks: what does not exist there is 403 too (not the 400 'does not exist'), and
+    the answer reads the same whether the path exists or not, is a file or a directory."""
+    (tmp_path / "outside-file.txt").write_text("not a directory")
+    (tmp_path / "outside-dir").mkdir()
+    missing = f"/nonexistent-{uuid.uuid4().hex}/site"
+    (roots / "wwwroot" / "dangling-out").symlink_to(f"{tmp_path}/missing-{uuid.uuid4().hex}")
+    paths = [
+        str(tmp_path / "outside-dir"),  # exists, a directory
+        str(tmp_path / "outside-file.txt"),  # exists, not a directory
+        missing,  # does not exist at all
+        f"{roots}/../missing-{uuid.uuid4().hex}",  # does not exist, reached by climbing out
+        str(roots / "wwwroot" / "dangling-out"),  # a link inside the roots to nothing, outside
+    ]
+    answers = {}
+    for path in paths:
+        response = call_starter(loop, rpc, json.dumps(path).encode())
+        assert response.status_code == 403, path
+        answers[path] = error_of(response)
+        assert "outside the allowed roots" in answers[path], path
+        assert "does not exist" not in answers[path] and "not a directory" not in answers[path], path
+    shown = {error.split(" is outside", 1)[1] for error in answers.values()}
+    assert len(shown) == 1  # past the path itself, one and the same answer
+    assert answers[missing] == (
+        f"{missing!r} is outside the allowed roots ({roots}). Back up a directory under one of them, "
+        "or add its root to the BACKUP_ALLOWED_ROOTS app setting."
+    )
+    # The same for a restore, a verify and a prune: 403 before the backup is looked for (which would be a 404).
+    monkeypatch.setenv("BACKUP_RETENTION", "last=1")
+    inside = str(roots / "wwwroot")
+    for name, body in [
+        ("E2_RestoreSiteContent", {"rootDirectory": missing, "targetDirectory": str(roots / "r"), "backup": "latest"}),
+        ("E2_RestoreSiteContent", {"rootDirectory": inside, "targetDirectory": missing, "backup": "latest"}),
+        ("E2_VerifySiteBackup", {"rootDirectory": missing, "backup": "latest"}),
+        ("E2_PruneBackups", {"rootDirectory": missing}),
+    ]:
+        response = call_starter(loop, rpc, json.dumps(body).encode(), function_name=name)
+        assert response.status_code == 403, (name, body)
+        assert "outside the allowed roots" in error_of(response), (name, body)
+    assert rpc.requests == []
 
 
 def test_only_the_backup_orchestrator_can_be_started(loop, rpc, roots):

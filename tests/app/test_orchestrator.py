@@ -22,6 +22,7 @@ from site_backup.messages import (
     WorkUnit,
 )
 from site_backup.plan import PLAN_KEY
+from tests.support import sim_host
 from tests.support.histories import History, atoms
 from tests.support.sim_host import PAYLOAD_LIMIT, SimHost
 from tests.support.worker import call_orchestrator
@@ -186,9 +187,48 @@ def test_a_page_is_copied_through_the_window_in_task_all_groups():
     assert state["customStatus"]["filesTotal"] == 12  # what the page listed; the count is still running
 
 
+@dataclass
+class CopyWindow:
+    """What each episode asked for, seen from outside the orchestrator: its ``task_all`` groups of copies, and
+    how many copies were in flight at its end (scheduled so far, less those the history reports completed).
+
+    It wraps the call into the real orchestrator that the simulated host makes, and only reads what goes in and
+    out; the expectations are then computed from the test's own tuning, not from the plan.
+    """
+
+    groups: list[tuple[int, ...]] = field(default_factory=list)
+    in_flight: list[int] = field(default_factory=list)
+
+    def observe(self, call: Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]) -> Callable[..., Any]:
+        def observed(name: str, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+            outcome, state = call(name, context)
+            if outcome == "state":
+                self._episode(context, state["actions"][0])
+            return outcome, state
+
+        return observed
+
+    def _episode(self, context: dict[str, Any], actions: list[dict[str, Any]]) -> None:
+        copies = {e["EventId"] for e in context["history"] if e["EventType"] == 4 and e["Name"] == COPY}
+        completed = sum(1 for e in context["history"] if e["EventType"] == 5 and e["TaskScheduledId"] in copies)
+        scheduled = 0
+        for wait in (a for a in actions if a["actionType"] == 11):  # each task_any and what it waits for
+            for child in wait["compoundActions"]:
+                numbers = tuple(json.loads(a["input"])["number"] for a in atoms([child]) if a["functionName"] == COPY)
+                scheduled += len(numbers)
+                if numbers and numbers not in self.groups:
+                    self.groups.append(numbers)
+        self.in_flight.append(scheduled - completed)
+
+
+COPY = "E2_CopyFileToBlob"
+
+
 @pytest.mark.parametrize("seed", range(40))
-def test_any_ordering_of_completions_adds_up(seed):
+def test_any_ordering_of_completions_adds_up(seed, monkeypatch):
     tree = FakeTree([seed % 7 + i for i in range(37)])
+    window = CopyWindow()
+    monkeypatch.setattr(sim_host, "call_orchestrator", window.observe(sim_host.call_orchestrator))
     result = run(tree, seed)
     assert (result.outcome, result.output) == ("completed", sum(tree.sizes))
     final = result.executions[-1].custom_statuses[-1]
@@ -196,6 +236,13 @@ def test_any_ordering_of_completions_adds_up(seed):
     assert (final["filesDone"], final["bytesDone"], final["filesUploaded"]) == (37, sum(tree.sizes), 37)
     copied = sorted(v["manifest"] for n, v in result.calls if n == "E2_CopyFileToBlob")
     assert len(copied) == len(set(copied)) == 10  # every unit exactly once (no failures here)
+    # Expected from the input alone: 37 files in units of batch_files=4 (the last one holds one file)...
+    assert {tree.ranges[m] for m in copied} == {(first, min(first + 3, 36)) for first in range(0, 37, 4)}
+    # ... fanned out in task_all groups of at most group_size=2, each unit in exactly one group, in order ...
+    assert all(1 <= len(group) <= 2 for group in window.groups)
+    assert [n for group in window.groups for n in group] == list(range(10))
+    # ... with never more than window=3 in flight, and the window filled: 3 at once once the first page is in.
+    assert max(window.in_flight) == 3
 
 
 @pytest.mark.parametrize("seed", range(60))
