@@ -57,8 +57,11 @@ class StoredCopyMissing(BackupError):
 
 
 def resolved_root(path: str) -> str:
-    """A root as the backup named it: symlinks resolved when it still exists, the text normalised when not."""
-    return os.path.realpath(path) if os.path.isdir(path) else str(normalised(path))
+    """A root or target with ``..`` and every symlink along it resolved as far as it exists, as a backup resolves
+    its directory: the roots check then sees where the path really leads, existing or not, and says nothing
+    about what lies outside the roots."""
+    normalised(path)  # absolute, without NUL characters
+    return os.path.realpath(path)
 
 
 def checked_restore(value: object) -> RestoreRequest:

@@ -117,12 +117,12 @@ class TreeWalk:
 
     def _children(self, chain: _DirectoryChain, parts: tuple[str, ...], prefix: str) -> Iterator[_Child]:
         """The directory's selected children after the cursor, in key order."""
-        fd = chain.open(parts)
         path = self.root.joinpath(*parts)
         try:
+            fd = chain.open(parts)  # PathGone (not an OSError) when it was removed or replaced meanwhile
             with os.scandir(fd) as scan:
                 entries = list(scan)
-        except OSError as exc:
+        except OSError as exc:  # opening it or reading it, e.g. no permission
             raise InvalidBackupRequest(f"Cannot list directory {str(path)!r}: {exc.strerror}.") from exc
         rel_prefix = "".join(f"{p}/" for p in parts)
         children: list[_Child] = []

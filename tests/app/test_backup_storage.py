@@ -9,13 +9,15 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from azure.storage.blob import (
@@ -38,6 +40,7 @@ from site_backup.copier import (
 )
 from site_backup.errors import DirectoryNotAllowed, InvalidBackupRequest
 from site_backup.naming import blob_name_for
+from site_backup.walk import TreeWalk
 from tests.support.local_run import run_locally
 from tests.support.worker import call_activity
 
@@ -611,3 +614,41 @@ def test_a_file_replaced_by_a_fifo_after_the_listing_counts_as_vanished_without_
     assert sum(r["failed"] for r in results) == 0
     assert sum(r["uploaded"] for r in results) == len(AWKWARD) - 1
     assert blob_name_for(path) not in blob_state(container)
+
+
+NOBODY = 65534
+
+
+def test_an_unreadable_subdirectory_is_an_error_naming_its_path():
+    """The walk opens every directory below the root; one the app may not open fails the listing, naming it.
+
+    Run as an ordinary user: as root the effective user id is `nobody` for the walk alone, so the kernel itself
+    refuses the mode-0 directory (root's capabilities would let it in).
+    """
+    top = Path(tempfile.mkdtemp(prefix="walk-"))
+    try:
+        top.chmod(0o755)
+        site = top / "site"
+        (site / "locked").mkdir(parents=True)
+        (site / "open").mkdir()
+        (site / "open" / "a.txt").write_text("a")
+        for directory in (site, site / "open"):
+            directory.chmod(0o755)
+        (site / "locked").chmod(0)
+        root_fd = os.open(site, os.O_RDONLY | os.O_DIRECTORY)
+        as_root = os.geteuid() == 0
+        try:
+            if as_root:
+                os.seteuid(NOBODY)
+            try:
+                with pytest.raises(InvalidBackupRequest) as refused:
+                    list(TreeWalk(PurePosixPath(site), root_fd))
+            finally:
+                if as_root:
+                    os.seteuid(0)
+        finally:
+            os.close(root_fd)
+            (site / "locked").chmod(0o755)
+        assert str(refused.value) == f"Cannot list directory {str(site / 'locked')!r}: Permission denied."
+    finally:
+        shutil.rmtree(top)

@@ -354,3 +354,19 @@ def test_a_prune_starts_with_the_policy_written_into_its_input_or_is_refused_wit
     [(_, path, sent)] = rpc.requests
     assert path == "/durabletask/orchestrators/E2_PruneBackups"
     assert json.loads(json.loads(sent)) == {"rootDirectory": site, "retention": "last=2,daily=7", "dryRun": True}
+
+
+def test_a_restore_target_through_a_link_out_of_the_roots_is_403_whether_or_not_it_exists(loop, rpc, roots, tmp_path):
+    """The target is resolved like a backup's directory: a link inside the roots that leads out makes it
+    outside, and the answer is the same for an existing and a missing path out there (nothing leaks)."""
+    outside = tmp_path / "elsewhere"
+    (outside / "exists").mkdir(parents=True)
+    (roots / "wwwroot" / "link-out").symlink_to(outside)
+    answers = []
+    for target in ("link-out/exists/new", "link-out/missing/new", "link-out/exists"):
+        body = {"rootDirectory": str(roots / "wwwroot"), "targetDirectory": f"{roots}/wwwroot/{target}"}
+        response = call_starter(loop, rpc, json.dumps({**body, "backup": "latest"}).encode(), "E2_RestoreSiteContent")
+        assert response.status_code == 403, target
+        answers.append(error_of(response).split(" is outside", 1)[1])
+    assert len(set(answers)) == 1
+    assert rpc.requests == []
