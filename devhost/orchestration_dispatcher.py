@@ -288,7 +288,7 @@ class OrchestrationDispatcher:
         row.suspended = False
         texts = [json.dumps(e) for e in events]
         start = len(runtime.history_json)
-        notification = parent_notification(row, RuntimeStatus.FAILED, reason or "Terminated", stamp)
+        notification = parent_notification(row, RuntimeStatus.FAILED, reason or RuntimeStatus.TERMINATED, stamp)
         write = EpisodeWrite(
             instance_id=row.instance_id,
             row=row,
