@@ -11,8 +11,8 @@ app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 @app.orchestration_trigger(context_name="context")
 def run_one(context: df.DurableOrchestrationContext):
-    name = context.get_input()["name"]
-    return (yield context.call_activity(name, 10))
+    request = context.get_input()
+    return (yield context.call_activity(request["name"], request.get("seconds", 10)))
 
 
 @app.activity_trigger(input_name="seconds")
