@@ -58,14 +58,15 @@ bench: setup
 bench-quick: setup
 	cd bench && ../$(PY) run.py --quick
 
-# The peers: azcopy from npm (the package ships the real binary), rclone and libsecret from Debian.
+# The peers: azcopy from npm (the package ships the real binary), rclone and libsecret from Debian; and
+# MariaDB from Debian, for Azurite's SQL metadata store in bench/million.py --sql.
 AZCOPY_PACKAGE := @azure-tools/azcopy-linux@10.32.2
 bench-setup: setup
 	npm install --prefix bench/.tools --no-audit --no-fund --loglevel=error --no-save $(AZCOPY_PACKAGE)
 	chmod +x bench/.tools/node_modules/@azure-tools/azcopy-linux/dist/bin/azcopy_linux_amd64
-	@if ! command -v rclone >/dev/null || ! ldconfig -p | grep -q libsecret-1; then \
-	    if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends rclone libsecret-1-0; \
-	    else echo "install Debian's rclone and libsecret-1-0 (sudo apt-get install rclone libsecret-1-0)"; fi; fi
+	@if ! command -v rclone >/dev/null || ! ldconfig -p | grep -q libsecret-1 || ! command -v mariadbd >/dev/null; then \
+	    if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends rclone libsecret-1-0 mariadb-server; \
+	    else echo "install Debian's rclone, libsecret-1-0 and mariadb-server (sudo apt-get install ...)"; fi; fi
 
 setup: $(STAMP_VENV) $(STAMP_NODE)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
@@ -23,6 +24,7 @@ import uuid
 from pathlib import Path
 
 from harness import PROJECT_ROOT, backup_env, peak_rss_mb, run_backup
+from mariadb import running_mariadb
 from trees import tiny
 
 from site_backup.blobstore import BlobStore, pipeline_client
@@ -53,6 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--disk", action="store_true", help="Azurite on disk instead of in memory")
+    parser.add_argument(
+        "--sql", action="store_true", help="Azurite on disk with its blob metadata in a private MariaDB (AZURITE_DB)"
+    )
     parser.add_argument("--keep-tree", type=Path, help="write the tree here (and reuse it if it is there)")
     args = parser.parse_args()
     os.environ.setdefault("NODE_OPTIONS", "--max-old-space-size=16384")  # for Azurite (see above)
@@ -67,7 +72,10 @@ def main() -> None:
             files = sum(len(names) for _, _, names in os.walk(tree))
             size = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
             print(f"reusing {tree}: {files} files, {size} bytes", flush=True)
-        with running_azurite(in_memory=not args.disk, parent=work) as azurite:
+        with contextlib.ExitStack() as services:
+            if args.sql:
+                os.environ["AZURITE_DB"] = services.enter_context(running_mariadb(work))
+            azurite = services.enter_context(running_azurite(in_memory=not (args.disk or args.sql), parent=work))
             env = backup_env(azurite, tree.parent, "backups")
             with running_devhost(PROJECT_ROOT, hub=work / f"hub-{uuid.uuid4().hex}.sqlite", env=env) as host:
                 assert host.proc is not None

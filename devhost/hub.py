@@ -21,7 +21,12 @@ _T = TypeVar("_T")
 
 
 class Hub(Protocol):
-    """The task hub as the dispatchers use it; every method runs on the engine's event loop."""
+    """The task hub as the dispatchers use it.
+
+    `db`, `deliver` and `loop` are used on the engine's event loop. `new_message` and `new_activity` must be
+    thread-safe: activity threads and the database thread allocate message ids too; they also read `stopping`,
+    `settings`, `index`, `finished_executions` and add to `stats`.
+    """
 
     index: FunctionIndex
     settings: HostSettings

@@ -58,8 +58,10 @@ def parent_notification(
     row: Instance, status: RuntimeStatus, output: str | None, stamp: str
 ) -> tuple[str, str | None, dict[str, Any]] | None:
     """The SubOrchestrationInstanceCompleted/Failed event for the parent, if there is one, with its address."""
-    if not row.parent_instance_id or row.parent_task_id is None:
+    if not row.parent_instance_id:
         return None
+    if row.parent_task_id is None:
+        raise ValueError(f"sub-orchestration {row.instance_id} has no TaskScheduleId of its parent")
     seq = int(row.parent_task_id)
     if status is RuntimeStatus.COMPLETED:
         event = h.sub_orchestration_completed(stamp, seq, output)

@@ -47,6 +47,8 @@ class OrchestrationDispatcher:
         self.running: set[str] = set()
         self.last_episode_seconds: dict[str, float] = {}
         self.cache: dict[str, Runtime] = {}
+        self.activity_names = set(hub.index.activities)
+        self.orchestrator_names = set(hub.index.orchestrators)
 
     # ---- scheduling -----------------------------------------------------------------------------------
 
@@ -163,14 +165,14 @@ class OrchestrationDispatcher:
     async def _orchestrator_episode(self, runtime: Runtime, sorted_messages: Triage) -> None:
         """Replay on an orchestrator thread, commit the decisions in one transaction, then start the new work."""
         wall = time.perf_counter()
-        episode = OrchestratorEpisode(self.hub, runtime, sorted_messages)
+        episode = OrchestratorEpisode(self.hub, runtime, sorted_messages, self.activity_names, self.orchestrator_names)
         if episode.info is None:
             outcome, state_json = episode.unknown_orchestrator()
         else:
             outcome, state_json = await self.hub.loop.run_in_executor(self.pool, episode.replay, episode.info)
         for warning in outcome.warnings:
             logs.warn(f"instance {episode.iid}: {warning}")
-        plan = episode.commit(outcome, state_json)
+        plan = episode.plan_commit(outcome, state_json)
         old_execution = runtime.row.execution_id
         rejected = await self.commit(runtime, plan.write)
         if rejected is None:
@@ -288,7 +290,7 @@ class OrchestrationDispatcher:
         row.suspended = False
         texts = [json.dumps(e) for e in events]
         start = len(runtime.history_json)
-        notification = parent_notification(row, RuntimeStatus.FAILED, reason or RuntimeStatus.TERMINATED, stamp)
+        notification = parent_notification(row, RuntimeStatus.FAILED, reason or RuntimeStatus.TERMINATED.value, stamp)
         write = EpisodeWrite(
             instance_id=row.instance_id,
             row=row,

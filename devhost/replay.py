@@ -45,8 +45,12 @@ class EpisodeCommit:
 class OrchestratorEpisode:
     """Holds one episode's moment, new events and decisions from replay to the plan of its commit."""
 
-    def __init__(self, hub: Hub, runtime: Runtime, triage: Triage) -> None:
+    def __init__(
+        self, hub: Hub, runtime: Runtime, triage: Triage, activities: set[str], orchestrators: set[str]
+    ) -> None:
         self.hub = hub
+        self.activities = activities  # the names the app defines, for the decisions' "function not found"
+        self.orchestrators = orchestrators
         self.runtime = runtime
         self.triage = triage
         self.row = replace(runtime.row)
@@ -88,8 +92,8 @@ class OrchestratorEpisode:
             parent_instance_id=self.row.parent_instance_id,
             now=self.now,
             timestamp=self.stamp,
-            activities=set(self.hub.index.activities),
-            orchestrators=set(self.hub.index.orchestrators),
+            activities=self.activities,
+            orchestrators=self.orchestrators,
             max_actions=self.hub.settings.max_orchestration_actions,
         )
         t0 = time.perf_counter()
@@ -110,7 +114,7 @@ class OrchestratorEpisode:
 
     # ---- what the episode commits ---------------------------------------------------------------------
 
-    def commit(self, outcome: EpisodeOutcome, state_json: str) -> EpisodeCommit:
+    def plan_commit(self, outcome: EpisodeOutcome, state_json: str) -> EpisodeCommit:
         """Everything the episode commits: history, row, consumed messages and the work it schedules."""
         terminal = outcome.status.ends_execution
         tail: list[dict[str, Any]] = []

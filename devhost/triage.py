@@ -1,6 +1,6 @@
 """Which of an episode's messages run the orchestrator, which only change suspension, and which are stale.
 
-Pure: it looks at the instance's cached runtime and the messages, and leaves in `runtime.held` what waits.
+No I/O: it looks at the instance's cached runtime and the messages, and leaves in `runtime.held` what waits.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def triage(runtime: Runtime, current: list[MessageRow], stale: list[int]) -> Tri
     Messages held by an earlier episode come first and are looked at again, so they are delivered as soon as
     the instance is no longer suspended (or, before it started, once its ExecutionStarted is delivered).
     """
-    result = Triage(deliver=[], control=[], stale=stale, suspended=runtime.row.suspended)
+    result = Triage(deliver=[], control=[], stale=list(stale), suspended=runtime.row.suspended)
     execution_id = runtime.row.execution_id
     waiting: list[MessageRow] = []
     for message in runtime.held:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -185,13 +185,23 @@ class BlobStore:
 
     async def versions(self, container: str, name: str) -> list[BlobInfo]:
         """The blob and its snapshots (oldest first, the blob itself last), with their sizes and MD5s."""
-        found: list[BlobInfo] = []
+        found = [b for b in await self.list_all(container, name, snapshots=True) if b.name == name]
+        return sorted(found, key=lambda b: (b.snapshot is None, b.snapshot or ""))
+
+    async def pages(
+        self, container: str, prefix: str, snapshots: bool = False, flat: bool = True
+    ) -> AsyncIterator[BlobPage]:
+        """Every page of a listing, following its markers (a page may come back empty and still have one)."""
         marker: str | None = None
         while True:
-            page = await self.list_blobs(container, name, marker, snapshots=True)
-            found.extend(b for b in page.blobs if b.name == name)
+            page = await self.list_blobs(container, prefix, marker, snapshots=snapshots, flat=flat)
+            yield page
             if not (marker := page.next_marker):
-                return sorted(found, key=lambda b: (b.snapshot is None, b.snapshot or ""))
+                return
+
+    async def list_all(self, container: str, prefix: str, snapshots: bool = False) -> list[BlobInfo]:
+        """Every blob (and, with ``snapshots``, snapshot) whose name starts with ``prefix``, in name order."""
+        return [blob async for page in self.pages(container, prefix, snapshots) for blob in page.blobs]
 
     async def properties(self, container: str, name: str) -> BlobInfo | None:
         """A blob's size, Content-MD5 and metadata, or None when there is no such blob."""

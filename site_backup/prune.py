@@ -23,7 +23,6 @@ version) and ``needed/<n>.json`` (of those, the versions each referencing run pi
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -35,6 +34,7 @@ from typing import Any, TypeVar
 
 from .blobstore import BlobInfo, StorageRequestFailed, StorageUnavailable
 from .catalog import RUNS, id_name, parts_prefix, root_key, version_holding
+from .concurrency import each
 from .copier import in_io_thread
 from .errors import InvalidBackupRequest
 from .fsaccess import containing_root
@@ -176,26 +176,16 @@ async def _other_roots(root: str) -> list[str]:
     for key_prefix in await _prefixes(f"{RUNS}/"):
         if key_prefix == own:
             continue
-        marker: str | None = None
-        while True:  # a page may come back empty with a marker
-            page = await target.store.list_blobs(target.catalog_container, key_prefix, marker)
+        async for page in target.store.pages(target.catalog_container, key_prefix):
             if page.blobs:
                 roots.append((await read_part(page.blobs[0].name)).root)
-                break
-            if not (marker := page.next_marker):
                 break
     return roots
 
 
 async def _prefixes(prefix: str) -> list[str]:
     target = storage()
-    found: list[str] = []
-    marker: str | None = None
-    while True:
-        page = await target.store.list_blobs(target.catalog_container, prefix, marker, flat=False)
-        found.extend(page.prefixes)
-        if not (marker := page.next_marker):
-            return found
+    return [p async for page in target.store.pages(target.catalog_container, prefix, flat=False) for p in page.prefixes]
 
 
 # ---- finding the snapshots -----------------------------------------------------------------------------------
@@ -409,13 +399,7 @@ def _utc(moment: str) -> datetime:
 
 async def _listed(prefix: str) -> list[BlobInfo]:
     target = storage()
-    found: list[BlobInfo] = []
-    marker: str | None = None
-    while True:
-        page = await target.store.list_blobs(target.catalog_container, prefix, marker)
-        found.extend(page.blobs)
-        if not (marker := page.next_marker):
-            return found
+    return await target.store.list_all(target.catalog_container, prefix)
 
 
 async def _names(prefix: str) -> list[str]:
@@ -438,11 +422,4 @@ async def _put(name: str, document: dict[str, Any], create_only: bool = False) -
 
 async def _each(items: Iterable[_T], work: Callable[[_T], Awaitable[None]]) -> None:
     """Run ``work`` on every item, ``AT_ONCE`` at a time; an error is raised (and the activity retried)."""
-    queue = list(items)
-    queue.reverse()
-
-    async def worker() -> None:
-        while queue:
-            await work(queue.pop())
-
-    await asyncio.gather(*(worker() for _ in range(min(AT_ONCE, len(queue)))))
+    await each(items, work, AT_ONCE)

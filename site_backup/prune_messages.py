@@ -28,7 +28,10 @@ class PruneRequest:
     KEYS = ("rootDirectory", "retention", "dryRun")
 
     def to_json(self) -> dict[str, Any]:
-        return {"rootDirectory": self.root, "retention": self.retention, "dryRun": self.dry_run}
+        data: dict[str, Any] = {"rootDirectory": self.root, "dryRun": self.dry_run}
+        if self.retention is not None:
+            data["retention"] = self.retention
+        return data
 
     @classmethod
     def from_json(cls, value: object) -> PruneRequest:

@@ -10,7 +10,6 @@ blob has the MD5 the catalog recorded: the blob itself, or the newest snapshot o
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
@@ -22,6 +21,7 @@ from typing import Any, TypeVar
 
 from .blobstore import BlobInfo, StorageRequestFailed, StorageUnavailable
 from .catalog import CatalogEntry, CatalogPart, version_holding
+from .concurrency import each
 from .copier import BLOCK_BYTES, hash_file, in_io_thread, limits
 from .errors import BackupError, InvalidBackupRequest
 from .fsaccess import (
@@ -134,22 +134,7 @@ def _selected(entry: CatalogEntry, include: list[Any], exclude: list[Any]) -> bo
 
 async def _each(items: Iterable[_T], work: Callable[[_T], Awaitable[RecoveryTally]]) -> RecoveryTally:
     """Run ``work`` on every item, ``FILES_AT_ONCE`` at a time, and add up the tallies."""
-    queue = iter(items)
-    total = RecoveryTally()
-
-    async def worker() -> None:
-        nonlocal total
-        for item in queue:
-            result = await work(item)
-            total += result
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(FILES_AT_ONCE):
-                group.create_task(worker())
-    except BaseExceptionGroup as errors:
-        raise errors.exceptions[0] from None
-    return total
+    return sum(await each(items, work, FILES_AT_ONCE), RecoveryTally())
 
 
 # ---- restore ------------------------------------------------------------------------------------------------

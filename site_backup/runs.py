@@ -44,15 +44,11 @@ async def index_entries(root: str) -> list[IndexEntry]:
     """Every sealed run of ``root``, oldest first (names sort by start time)."""
     target = storage()
     entries: list[IndexEntry] = []
-    marker: str | None = None
-    while True:
-        page = await target.store.list_blobs(target.catalog_container, index_prefix(root), marker)
-        for blob in page.blobs:
-            started, _, run = blob.name.rsplit("/", 1)[-1].removesuffix(".json").partition("-")
-            outcome, finished = blob.metadata.get("outcome", ""), blob.metadata.get("finished", "")
-            entries.append(IndexEntry(blob.name, run, outcome, finished, started, blob.size))
-        if not (marker := page.next_marker):
-            return entries
+    for blob in await target.store.list_all(target.catalog_container, index_prefix(root)):
+        started, _, run = blob.name.rsplit("/", 1)[-1].removesuffix(".json").partition("-")
+        outcome, finished = blob.metadata.get("outcome", ""), blob.metadata.get("finished", "")
+        entries.append(IndexEntry(blob.name, run, outcome, finished, started, blob.size))
+    return entries
 
 
 async def summary_of(run: str) -> RunSummary | None:

@@ -7,7 +7,6 @@ run twice (a retried listing page rewrites the same manifests, a copy overwrites
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -18,6 +17,7 @@ from typing import Any
 
 from .blobstore import StorageRequestFailed, StorageUnavailable
 from .catalog import CatalogEntry, CatalogPart, id_name, part_name, stamp, summary_name
+from .concurrency import each
 from .copier import Copier, Source, Stored, in_io_thread, stored_copy_matches
 from .errors import BackupError, DirectoryNotAllowed, InvalidBackupRequest
 from .fsaccess import FileIdentity, OpenFile, PathGone, normalised, open_directory, open_file_below, open_regular_file
@@ -173,20 +173,12 @@ async def finish_backup(value: object) -> dict[str, Any]:
     tags = {"outcome": summary.outcome, "finished": stamp(summary.finished)}
     for blob in (id_name(summary.run), name):  # the index entry last: it is what seals the run
         await target.store.put_blob(target.catalog_container, blob, body, md5_of(body), "application/json", tags)
-    names: list[str] = []
-    marker: str | None = None
-    while True:
-        page = await target.store.list_blobs(target.catalog_container, work_prefix(summary.run), marker)
-        names.extend(b.name for b in page.blobs)
-        if not (marker := page.next_marker):
-            break
-    slots = asyncio.Semaphore(DELETES_IN_FLIGHT)
+    names = [b.name for b in await target.store.list_all(target.catalog_container, work_prefix(summary.run))]
 
     async def delete(name: str) -> None:
-        async with slots:
-            await target.store.delete_blob(target.catalog_container, name)
+        await target.store.delete_blob(target.catalog_container, name)
 
-    await asyncio.gather(*(delete(n) for n in names))
+    await each(names, delete, DELETES_IN_FLIGHT)
     log.info("Sealed run %s of %s (%s) as %s.", summary.run, summary.root, summary.outcome, name)
     return {"sealed": name, "deleted": len(names)}
 

@@ -60,7 +60,7 @@ class Harness:
             new.append(
                 h.execution_started(stamp, self.name, self.input_text, "abc123", "570241544df34e4eafe605ab61ae8111")
             )
-        # Like orchestrator_episode.py: retry-id reserving events first (order_episode), whatever order the test gives.
+        # Like replay.py: retry-id reserving events first (order_episode), whatever order the test gives.
         delivered = order_episode(self.state, delivered or [], lambda event: event)
         new += delivered
         self.last_delivered = delivered

@@ -19,7 +19,7 @@ from inprocess import finished, history, kinds, reached, running_engine, start
 from devhost import history as h
 from devhost.decisions import ExecutionState
 from devhost.history import EventType
-from devhost.instances import Runtime, new_instance
+from devhost.instances import Runtime, apply_control, new_instance
 from devhost.model import MessageRow, RuntimeStatus
 from devhost.triage import triage
 
@@ -323,3 +323,18 @@ def test_triage_treats_a_second_execution_started_as_stale():
     raised = _message(2, h.event_raised(STAMP, "Go", "1"), None)
     result = triage(runtime, [duplicate, raised], [])
     assert result.deliver == [raised] and result.stale == [1]
+
+
+def test_suspending_an_instance_between_executions_shows_it_suspended_and_resuming_shows_it_pending():
+    """After continue-as-new and before the new execution's first episode the instance is ContinuedAsNew; a suspend
+    then is recorded as Suspended (it is live), and a resume before it started makes it Pending again."""
+    row = new_instance("i1", "orch", "e2", None, h.utcnow())
+    row.status = RuntimeStatus.CONTINUED_AS_NEW
+    apply_control(row, suspended=True, started=False, now=h.utcnow())
+    assert (row.status, row.suspended) == (RuntimeStatus.SUSPENDED, True)
+    apply_control(row, suspended=False, started=False, now=h.utcnow())
+    assert (row.status, row.suspended) == (RuntimeStatus.PENDING, False)
+    finished_row = new_instance("i2", "orch", "e1", None, h.utcnow())
+    finished_row.status = RuntimeStatus.COMPLETED
+    apply_control(finished_row, suspended=True, started=True, now=h.utcnow())
+    assert finished_row.status is RuntimeStatus.COMPLETED  # a finished instance's status never changes
