@@ -11,12 +11,14 @@ import inspect
 import json
 import sys
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import azure.functions as func
+from azure.functions.decorators.function_app import Function
 
 
 class IndexingError(Exception):
@@ -31,7 +33,7 @@ class FunctionInfo:
     kind: str  # "orchestrator", "activity", "entity", "http" or "other"
     bindings: list[dict[str, Any]]
     trigger: dict[str, Any]
-    callable: Any = None
+    callable: Callable[..., Any]  # the user's function (for a client function, the SDK's wrapper of it)
     is_async: bool = False
     trigger_param: str = ""
     wants_context: bool = False
@@ -136,8 +138,8 @@ def _check_annotations(name: str, fn: Any, bindings: list[dict[str, Any]]) -> No
         )
 
 
-def _describe(fn: Any) -> FunctionInfo:
-    name = fn.get_function_name()
+def _describe(fn: Function) -> FunctionInfo:
+    name = fn.get_function_name() or fn.get_user_function().__name__  # the library falls back to it as well
     bindings = _raw_bindings(fn)
     trigger = next((b for b in bindings if str(b.get("type", "")).endswith("Trigger")), {})
     kind = {
