@@ -39,14 +39,8 @@ async def stored_sizes(endpoint: str, container: str) -> dict[str, int]:
 
     transport = _transport(endpoint)
     store = BlobStore(endpoint, pipeline_client(_SasPolicy(_AccountSas(ACCOUNT, KEY)), transport))
-    sizes: dict[str, int] = {}
-    marker = None
     try:
-        while True:
-            page = await store.list_blobs(container, "", marker)
-            sizes.update((b.name, b.size) for b in page.blobs)
-            if not (marker := page.next_marker):
-                return sizes
+        return {b.name: b.size for b in await store.list_all(container, "")}
     finally:
         await transport.session.close()
 
