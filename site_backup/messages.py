@@ -73,7 +73,7 @@ class Tuning:
     - ``group_size``: units fanned out together with ``task_all``.
     - ``page_units``: a listing page stops after producing this many units.
     - ``units_per_execution``: after scheduling this many activities an execution continues as new, so no
-      history grows past a few thousand events.
+      history grows past about 400 events (every episode replays it all).
     - ``outage_seconds``: how long in a row the backup waits for storage that is unavailable before it fails.
     - ``prune_margin_seconds``: a prune never deletes a snapshot taken less than this before it started (it
       must cover the longest activity, ``functionTimeout``, and clock skew; only tests lower it).
@@ -86,7 +86,7 @@ class Tuning:
     window: int = 16
     group_size: int = 2
     page_units: int = 32
-    units_per_execution: int = 400
+    units_per_execution: int = 100
     outage_seconds: int = 900
     prune_margin_seconds: int = 900
 

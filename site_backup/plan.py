@@ -10,7 +10,7 @@ any of them, and hands each result back. Everything here is pure and determinist
   next page is listed while the current one is being copied.
 - **Large files** are staged by several activities, one segment each, then committed by one.
 - **Generations.** After ``units_per_execution`` calls an execution stops scheduling, lets its work finish
-  and continues as new with its state (``PlanState``), so no history grows past a few thousand events.
+  and continues as new with its state (``PlanState``), so no history grows past about 400 events.
 - **Failures.** A file that cannot be copied never stops the others; the backup fails at the end, naming
   the files. A listing that fails for good fails the backup with its message.
 - **Storage outages.** A call that fails because storage is unreachable (``StorageUnavailable``, after the
