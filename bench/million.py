@@ -27,22 +27,18 @@ from harness import PROJECT_ROOT, backup_env, peak_rss_mb, run_backup
 from mariadb import running_mariadb
 from trees import tiny
 
-from site_backup.blobstore import BlobStore, pipeline_client
-from site_backup.storage import _SasPolicy, _transport
-from tests.support.azurite import ACCOUNT, KEY, running_azurite
+from site_backup.storage import close_storage, storage
+from tests.support.azurite import running_azurite
 from tests.support.devhost_process import running_devhost
 
 
-async def stored_sizes(endpoint: str, container: str) -> dict[str, int]:
+async def stored_sizes(connection_string: str, container: str) -> dict[str, int]:
     """Every blob's size, listed through the app's own lean client (the SDK takes 10x the CPU)."""
-    from site_backup.storage import _AccountSas
-
-    transport = _transport(endpoint)
-    store = BlobStore(endpoint, pipeline_client(_SasPolicy(_AccountSas(ACCOUNT, KEY)), transport))
     try:
-        return {b.name: b.size for b in await store.list_all(container, "")}
+        listed = await storage({"BACKUP_STORAGE": connection_string}).store.list_all(container, "")
+        return {b.name: b.size for b in listed}
     finally:
-        await transport.session.close()
+        await close_storage()
 
 
 def main() -> None:
@@ -98,7 +94,7 @@ def main() -> None:
                 f"  largest: history {stats['largest_history_events']} events, "
                 f"{stats['largest_action_count']} actions, payload {stats['largest_payload_bytes']} bytes"
             )
-            sizes = asyncio.run(stored_sizes(azurite.blob_endpoint, "backups"))
+            sizes = asyncio.run(stored_sizes(azurite.connection_string, "backups"))
             expected = {str(p).lstrip("/"): p.stat().st_size for p in tree.rglob("*") if p.is_file()}
             missing = len(set(expected) - set(sizes))
             wrong = sum(1 for name, n in expected.items() if sizes.get(name, n) != n)

@@ -20,7 +20,7 @@ import time
 import urllib.request
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -93,6 +93,7 @@ class Storage:
     store: BlobStore
     container: str
     catalog_container: str
+    session: aiohttp.ClientSession = field(repr=False, compare=False)
 
 
 _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[StorageSettings, Storage]] = (
@@ -107,12 +108,19 @@ def storage(env: Mapping[str, str] | None = None) -> Storage:
     known = _per_loop.setdefault(loop, {})
     found = known.get(settings)
     if found is None:
-        found = Storage(_connect(settings), settings.container, settings.catalog_container)
+        store, session = _connect(settings)
+        found = Storage(store, settings.container, settings.catalog_container, session)
         known[settings] = found
     return found
 
 
-def _connect(settings: StorageSettings) -> BlobStore:
+async def close_storage() -> None:
+    """Close the running loop's connections, for a process that stops its loop (a test session)."""
+    for found in _per_loop.pop(asyncio.get_running_loop(), {}).values():
+        await found.session.close()
+
+
+def _connect(settings: StorageSettings) -> tuple[BlobStore, aiohttp.ClientSession]:
     if settings.connection_string:
         service = BlobServiceClient.from_connection_string(settings.connection_string)
         url, _, sas = service.url.partition("?")
@@ -124,17 +132,18 @@ def _connect(settings: StorageSettings) -> BlobStore:
         url = settings.account_url or ""
         credential = DefaultAzureCredential(managed_identity_client_id=settings.client_id)
         auth = AsyncBearerTokenCredentialPolicy(credential, STORAGE_SCOPE)
-    return BlobStore(url, pipeline_client(auth, _transport(url)))
+    session = _session(url)
+    transport = AioHttpTransport(session=session, session_owner=False, connection_timeout=30, read_timeout=120)
+    return BlobStore(url, pipeline_client(auth, transport)), session
 
 
-def _transport(url: str) -> AioHttpTransport:
+def _session(url: str) -> aiohttp.ClientSession:
     """aiohttp with keep-alive; proxy settings are read once here instead of on every request."""
     host = urlsplit(url).hostname or ""
     trust_env = bool(urllib.request.getproxies()) and not urllib.request.proxy_bypass(host)
-    session = aiohttp.ClientSession(
+    return aiohttp.ClientSession(
         trust_env=trust_env, connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ttl_dns_cache=300)
     )
-    return AioHttpTransport(session=session, session_owner=False, connection_timeout=30, read_timeout=120)
 
 
 class _FixedSas:

@@ -22,6 +22,7 @@ from aiohttp import web
 from azure.durable_functions.models.utils import http_utils
 
 from backup_cli.processes import free_port
+from site_backup.storage import close_storage
 from tests.support.worker import app_functions
 
 WEBHOOK = "http://127.0.0.1:7071/runtime/webhooks/durabletask"
@@ -75,12 +76,12 @@ class RecordingRpc:
 
 @pytest.fixture(scope="module")
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """One loop for the module: the SDK's HTTP session is bound to the first loop that uses it."""
+    """One loop for the module: the SDK's HTTP session is bound to the first loop that uses it, and so are
+    the app's storage connections; both are closed with it."""
     loop = asyncio.new_event_loop()
     yield loop
-    session = http_utils._client_session
-    if session is not None:
-        loop.run_until_complete(session.close())
+    loop.run_until_complete(http_utils._close_session())
+    loop.run_until_complete(close_storage())
     loop.close()
 
 
