@@ -19,11 +19,9 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 from aiohttp import web
-from azure.durable_functions.models.utils import http_utils
 
 from backup_cli.processes import free_port
-from site_backup.storage import close_storage
-from tests.support.worker import app_functions
+from tests.support.worker import app_functions, close_connections
 
 WEBHOOK = "http://127.0.0.1:7071/runtime/webhooks/durabletask"
 
@@ -80,8 +78,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     the app's storage connections; both are closed with it."""
     loop = asyncio.new_event_loop()
     yield loop
-    loop.run_until_complete(http_utils._close_session())
-    loop.run_until_complete(close_storage())
+    loop.run_until_complete(close_connections())
     loop.close()
 
 

@@ -52,16 +52,21 @@ def run_on_worker_loop(coroutine: Coroutine[Any, Any, _T], timeout: float = 600)
     return asyncio.run_coroutine_threadsafe(coroutine, worker_loop()).result(timeout)
 
 
+async def close_connections() -> None:
+    """Close the connections bound to the running loop: the app's storage connections, and the durable
+    client's session (the SDK keeps one, global, on the first loop it ran on)."""
+    from azure.durable_functions.models.utils import http_utils
+
+    from site_backup.storage import close_storage
+
+    await close_storage()
+    await http_utils._close_session()
+
+
 def close_worker_loop() -> None:
-    """Close the connections opened on the worker loop, and stop it (a session's end): the app's storage
-    connections, and the durable client's session (the SDK keeps one, global, on the first loop it ran on)."""
+    """Close the connections opened on the worker loop, and stop it (a session's end)."""
     if worker_loop.cache_info().currsize:
-        from azure.durable_functions.models.utils import http_utils
-
-        from site_backup.storage import close_storage
-
-        run_on_worker_loop(close_storage(), timeout=30)
-        run_on_worker_loop(http_utils._close_session(), timeout=30)
+        run_on_worker_loop(close_connections(), timeout=30)
         worker_loop().call_soon_threadsafe(worker_loop().stop)
 
 
