@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import AsyncBearerTokenCredentialPolicy, SansIOHTTPPolicy
 from azure.core.pipeline.transport import AioHttpTransport
@@ -93,7 +94,10 @@ class Storage:
     store: BlobStore
     container: str
     catalog_container: str
+    # Held only to be closed by close_storage: the connections, and the identity credential (whose own
+    # sessions fetch tokens) when there is one.
     session: aiohttp.ClientSession = field(repr=False, compare=False)
+    credential: AsyncTokenCredential | None = field(default=None, repr=False, compare=False)
 
 
 _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[StorageSettings, Storage]] = (
@@ -108,19 +112,22 @@ def storage(env: Mapping[str, str] | None = None) -> Storage:
     known = _per_loop.setdefault(loop, {})
     found = known.get(settings)
     if found is None:
-        store, session = _connect(settings)
-        found = Storage(store, settings.container, settings.catalog_container, session)
+        store, session, credential = _connect(settings)
+        found = Storage(store, settings.container, settings.catalog_container, session, credential)
         known[settings] = found
     return found
 
 
 async def close_storage() -> None:
-    """Close the running loop's connections, for a process that stops its loop (a test session)."""
+    """Close the running loop's connections and credentials, for a process that stops its loop (a test session)."""
     for found in _per_loop.pop(asyncio.get_running_loop(), {}).values():
         await found.session.close()
+        if found.credential is not None:
+            await found.credential.close()
 
 
-def _connect(settings: StorageSettings) -> tuple[BlobStore, aiohttp.ClientSession]:
+def _connect(settings: StorageSettings) -> tuple[BlobStore, aiohttp.ClientSession, AsyncTokenCredential | None]:
+    credential: AsyncTokenCredential | None = None
     if settings.connection_string:
         service = BlobServiceClient.from_connection_string(settings.connection_string)
         url, _, sas = service.url.partition("?")
@@ -134,7 +141,7 @@ def _connect(settings: StorageSettings) -> tuple[BlobStore, aiohttp.ClientSessio
         auth = AsyncBearerTokenCredentialPolicy(credential, STORAGE_SCOPE)
     session = _session(url)
     transport = AioHttpTransport(session=session, session_owner=False, connection_timeout=30, read_timeout=120)
-    return BlobStore(url, pipeline_client(auth, transport)), session
+    return BlobStore(url, pipeline_client(auth, transport)), session, credential
 
 
 def _session(url: str) -> aiohttp.ClientSession:

@@ -1,5 +1,6 @@
 """App settings: storage connection precedence and the allowed-roots default."""
 
+import asyncio
 import os
 import tempfile
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 from site_backup.errors import InvalidBackupRequest, StorageNotConfigured
 from site_backup.messages import Tuning
 from site_backup.roots import allowed_roots
-from site_backup.storage import StorageSettings, storage_settings
+from site_backup.storage import StorageSettings, close_storage, storage, storage_settings
 
 
 def test_backup_storage_connection_string_wins():
@@ -37,6 +38,22 @@ def test_account_name_form_and_fallback_to_the_host_storage():
     assert storage_settings({"AzureWebJobsStorage__serviceUri": "https://h.blob.core.windows.net"}).account_url == (
         "https://h.blob.core.windows.net"
     )
+
+
+def test_close_storage_closes_the_connections_and_the_identity_credential():
+    """Nothing is sent: building the pipeline and closing it do no I/O (a token is fetched on the first request)."""
+    env = {"BACKUP_STORAGE__blobServiceUri": "https://acct.blob.core.windows.net"}
+
+    async def open_and_close():
+        opened = storage(env)
+        assert opened.credential is not None and storage(env) is opened  # one per loop and settings
+        await close_storage()
+        reopened = storage(env)
+        await close_storage()
+        return opened, reopened
+
+    opened, reopened = asyncio.run(open_and_close())
+    assert opened.session.closed and reopened.session.closed and reopened is not opened
 
 
 def test_missing_storage_says_what_to_set():
