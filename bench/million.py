@@ -1,6 +1,7 @@
 """One backup of a million tiny files: ``Completed`` with the exact total, and nothing that grows with the tree.
 
-    .venv/bin/python bench/million.py [--files N [N ...]] [--repeat R] [--disk | --sql] [--keep-tree DIR]
+    .venv/bin/python bench/million.py [--files N [N ...]] [--repeat R] [--warm-up FILES] [--disk | --sql]
+                                      [--keep-tree DIR]
 
 Writes the tree (100 B-4 KiB files in 1,000 directories), starts Azurite (in memory by default: on disk,
 Azurite's own database of a million blobs is rewritten whole every few seconds; and with a 16 GB V8 heap: it
@@ -13,6 +14,11 @@ every file, by name and size.
 With several sizes (``--files 1000 20000``) and ``--repeat``, every run gets its own Azurite and devhost, and the
 end prints each size's median CPU per file and the largest median over the smallest: the goal's "flat within
 1.5x", measured in one session (a single small run varies by 15-20% on this machine).
+
+``--warm-up FILES`` backs up another tree first, unmeasured. A fresh Azurite answers its first few thousand
+requests slowly (Node compiles its code as it goes), and the backup's CPU per request is higher while it
+waits longer for each: a run of 1,000 files on a fresh Azurite measures the emulator's warm-up as much as the
+backup, while a run of 20,000 mostly does not.
 """
 
 from __future__ import annotations
@@ -48,10 +54,10 @@ class RunResult:
     intact: bool
 
 
-async def stored_sizes(connection_string: str, container: str) -> dict[str, int]:
+async def stored_sizes(connection_string: str, container: str, prefix: str) -> dict[str, int]:
     """Every blob's size, listed through the app's own lean client (the SDK takes 10x the CPU)."""
     try:
-        listed = await storage({"BACKUP_STORAGE": connection_string}).store.list_all(container, "")
+        listed = await storage({"BACKUP_STORAGE": connection_string}).store.list_all(container, prefix)
         return {b.name: b.size for b in listed}
     finally:
         await close_storage()
@@ -69,8 +75,13 @@ def ensure_tree(tree: Path, files: int) -> int:
     return size
 
 
-def backup_once(tree: Path, files: int, size: int, work: Path, args: argparse.Namespace) -> RunResult:
-    """One backup of ``tree`` on a fresh Azurite (and MariaDB with ``--sql``) and devhost; prints its figures."""
+def backup_once(
+    tree: Path, files: int, size: int, work: Path, args: argparse.Namespace, warm_up: Path | None = None
+) -> RunResult:
+    """One backup of ``tree`` on a fresh Azurite (and MariaDB with ``--sql``) and devhost; prints its figures.
+
+    ``warm_up``: a tree backed up first, on the same Azurite and devhost, and not measured.
+    """
     with contextlib.ExitStack() as services:
         if args.sql:
             os.environ["AZURITE_DB"] = services.enter_context(running_mariadb(work / f"db-{uuid.uuid4().hex}"))
@@ -90,6 +101,8 @@ def backup_once(tree: Path, files: int, size: int, work: Path, args: argparse.Na
                         flush=True,
                     )
 
+            if warm_up is not None:
+                run_backup(host, azurite, str(warm_up))
             measured = run_backup(host, azurite, str(tree), expected=size, on_status=progress)
             stats = host.stats()
             rss = peak_rss_mb(host.proc.pid)
@@ -103,7 +116,7 @@ def backup_once(tree: Path, files: int, size: int, work: Path, args: argparse.Na
             f"  largest: history {stats['largest_history_events']} events, "
             f"{stats['largest_action_count']} actions, payload {stats['largest_payload_bytes']} bytes"
         )
-        sizes = asyncio.run(stored_sizes(azurite.connection_string, "backups"))
+        sizes = asyncio.run(stored_sizes(azurite.connection_string, "backups", str(tree).lstrip("/") + "/"))
     expected = {str(p).lstrip("/"): p.stat().st_size for p in tree.rglob("*") if p.is_file()}
     missing = len(set(expected) - set(sizes))
     wrong = sum(1 for name, n in expected.items() if sizes.get(name, n) != n)
@@ -136,6 +149,13 @@ def main() -> None:
         "--sql", action="store_true", help="Azurite on disk with its blob metadata in a private MariaDB (AZURITE_DB)"
     )
     parser.add_argument("--keep-tree", type=Path, help="write the tree here (and reuse it if it is there)")
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=0,
+        metavar="FILES",
+        help="back up this many other tiny files first, unmeasured, on the same Azurite and devhost",
+    )
     args = parser.parse_args()
     os.environ.setdefault("NODE_OPTIONS", "--max-old-space-size=16384")  # for Azurite (see above)
     results: list[RunResult] = []
@@ -146,8 +166,12 @@ def main() -> None:
             base = args.keep_tree or work / "trees"
             tree = base / "site" if len(args.files) == 1 else base / f"site-{files}"
             size = ensure_tree(tree, files)
+            warm_up = None
+            if args.warm_up:
+                warm_up = base / "warm-up"
+                ensure_tree(warm_up, args.warm_up)
             for _ in range(args.repeat):
-                results.append(backup_once(tree, files, size, work, args))
+                results.append(backup_once(tree, files, size, work, args, warm_up))
     if len(results) > 1:
         print_summary(results)
     if not all(r.intact for r in results):
