@@ -40,8 +40,11 @@ def test_account_name_form_and_fallback_to_the_host_storage():
     )
 
 
-def test_close_storage_closes_the_connections_and_the_identity_credential():
-    """Nothing is sent: building the pipeline and closing it do no I/O (a token is fetched on the first request)."""
+def test_close_storage_closes_the_loops_connections_and_keeps_the_credential_to_close():
+    """Nothing is sent: building the pipeline and closing it do no I/O (a token is fetched on the first request).
+
+    That the identity credential was closed leaves nothing to observe; that it is kept for closing is checked.
+    """
     env = {"BACKUP_STORAGE__blobServiceUri": "https://acct.blob.core.windows.net"}
 
     async def open_and_close():
