@@ -63,25 +63,29 @@ async def stored_sizes(connection_string: str, container: str, prefix: str) -> d
         await close_storage()
 
 
-def ensure_tree(tree: Path, files: int) -> int:
-    """Write ``files`` tiny files under ``tree`` unless it is there; their total size."""
+def ensure_tree(tree: Path, files: int) -> dict[str, int]:
+    """Write ``files`` tiny files under ``tree`` unless it is there; every file's blob name and size.
+
+    The storage check compares the container with this; its length and sum are the run's files and bytes.
+    """
     started = time.perf_counter()
-    if not tree.exists():
-        files, size = tiny(tree, files)
-        print(f"wrote {files} files, {size} bytes in {time.perf_counter() - started:.0f} s", flush=True)
-        return size
-    size = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
-    print(f"reusing {tree}: {sum(len(n) for _, _, n in os.walk(tree))} files, {size} bytes", flush=True)
-    return size
+    written = not tree.exists()
+    if written:
+        tiny(tree, files)
+    expected = {str(p).lstrip("/"): p.stat().st_size for p in tree.rglob("*") if p.is_file()}
+    took = f" in {time.perf_counter() - started:.0f} s" if written else ""
+    print(f"{'wrote' if written else 'reusing'} {tree}: {len(expected)} files, {sum(expected.values())} bytes{took}")
+    return expected
 
 
 def backup_once(
-    tree: Path, files: int, size: int, work: Path, args: argparse.Namespace, warm_up: Path | None = None
+    tree: Path, expected: dict[str, int], work: Path, args: argparse.Namespace, warm_up: Path | None = None
 ) -> RunResult:
     """One backup of ``tree`` on a fresh Azurite (and MariaDB with ``--sql``) and devhost; prints its figures.
 
     ``warm_up``: a tree backed up first, on the same Azurite and devhost, and not measured.
     """
+    files, size = len(expected), sum(expected.values())
     with contextlib.ExitStack() as services:
         if args.sql:
             os.environ["AZURITE_DB"] = services.enter_context(running_mariadb(work / f"db-{uuid.uuid4().hex}"))
@@ -117,7 +121,6 @@ def backup_once(
             f"{stats['largest_action_count']} actions, payload {stats['largest_payload_bytes']} bytes"
         )
         sizes = asyncio.run(stored_sizes(azurite.connection_string, "backups", str(tree).lstrip("/") + "/"))
-    expected = {str(p).lstrip("/"): p.stat().st_size for p in tree.rglob("*") if p.is_file()}
     missing = len(set(expected) - set(sizes))
     wrong = sum(1 for name, n in expected.items() if sizes.get(name, n) != n)
     print(f"  storage: {len(sizes)} blobs, {missing} missing, {wrong} of the wrong size", flush=True)
@@ -161,17 +164,17 @@ def main() -> None:
     results: list[RunResult] = []
     with tempfile.TemporaryDirectory(prefix="site-backup-million-") as tmp:
         work = Path(tmp)
+        base = args.keep_tree or work / "trees"
+        warm_up = None
+        if args.warm_up:
+            warm_up = base / "warm-up"
+            ensure_tree(warm_up, args.warm_up)
         for files in args.files:
             # One tree per size; with a single size, --keep-tree DIR holds it as DIR/site, as it always has.
-            base = args.keep_tree or work / "trees"
             tree = base / "site" if len(args.files) == 1 else base / f"site-{files}"
-            size = ensure_tree(tree, files)
-            warm_up = None
-            if args.warm_up:
-                warm_up = base / "warm-up"
-                ensure_tree(warm_up, args.warm_up)
+            expected = ensure_tree(tree, files)
             for _ in range(args.repeat):
-                results.append(backup_once(tree, files, size, work, args, warm_up))
+                results.append(backup_once(tree, expected, work, args, warm_up))
     if len(results) > 1:
         print_summary(results)
     if not all(r.intact for r in results):
